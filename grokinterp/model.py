@@ -1,0 +1,283 @@
+"""A TransformerLens-native transformer for modular arithmetic.
+
+Parameter names, shapes, buffers, hook names and initialisation are those of
+TransformerLens 3's `HookedTransformer` for the same config, so a state dict
+saved here loads into it with `strict=True` and hook code written for it runs
+unchanged. Built on `HookedRootModule` / `HookPoint`, which TransformerLens 4 keeps.
+
+Two forwards share the weights and the hooks:
+- `forward(tokens)`: every position, every hook (analyses use this).
+- `forward(tokens, last_position_only=True)`: the query, MLP and unembed at the
+  final position only (the loss reads nothing else). Same logits and gradients;
+  hooks fire with a position axis of length 1 (keys and values keep all positions).
+  For a 1-layer model keys and values come from per-token tables of d_vocab rows,
+  since at layer 0 position i holds only W_E[token] + W_pos[i].
+"""
+
+from __future__ import annotations
+
+import math
+
+import einops
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from .config import ModelConfig
+
+
+class Embed(nn.Module):
+    def __init__(self, d_vocab: int, d_model: int):
+        super().__init__()
+        self.W_E = nn.Parameter(torch.empty(d_vocab, d_model))
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        return F.embedding(tokens, self.W_E)
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, n_ctx: int, d_model: int):
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(n_ctx, d_model))
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        n_pos = tokens.shape[-1]
+        return einops.repeat(self.W_pos[:n_pos], "pos d_model -> batch pos d_model", batch=tokens.shape[0])
+
+
+class LayerNorm(nn.Module):
+    """TL's "LN": centre, divide by sqrt(mean square + eps), then affine."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.w = nn.Parameter(torch.ones(d_model))
+        self.b = nn.Parameter(torch.zeros(d_model))
+        self.hook_scale = HookPoint()  # [batch, pos, 1]
+        self.hook_normalized = HookPoint()  # [batch, pos, d_model]
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized(x / scale * self.w + self.b)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_ctx: int):
+        super().__init__()
+        h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        # Registration order follows TL 3 (AbstractAttention, then Attention): it fixes the init's RNG order.
+        self.W_Q = nn.Parameter(torch.empty(h, d, dh))
+        self.W_O = nn.Parameter(torch.empty(h, dh, d))
+        self.b_Q = nn.Parameter(torch.zeros(h, dh))
+        self.b_O = nn.Parameter(torch.zeros(d))
+        self.register_buffer("mask", torch.tril(torch.ones(n_ctx, n_ctx)).bool())
+        self.register_buffer("IGNORE", torch.tensor(-torch.inf))
+        self.attn_scale = math.sqrt(dh)
+        self.hook_k = HookPoint()  # [batch, k_pos, n_heads, d_head]
+        self.hook_q = HookPoint()  # [batch, q_pos, n_heads, d_head]
+        self.hook_v = HookPoint()  # [batch, k_pos, n_heads, d_head]
+        self.hook_z = HookPoint()  # [batch, q_pos, n_heads, d_head]
+        self.hook_attn_scores = HookPoint()  # [batch, n_heads, q_pos, k_pos]
+        self.hook_pattern = HookPoint()  # [batch, n_heads, q_pos, k_pos]
+        self.hook_result = HookPoint()  # [batch, q_pos, n_heads, d_model] (TL fires it only with use_attn_result)
+        self.W_K = nn.Parameter(torch.empty(h, d, dh))
+        self.W_V = nn.Parameter(torch.empty(h, d, dh))
+        self.b_K = nn.Parameter(torch.zeros(h, dh))
+        self.b_V = nn.Parameter(torch.zeros(h, dh))
+
+    @staticmethod
+    def project(x: Float[Tensor, "... d_model"], W: Tensor, b: Tensor) -> Float[Tensor, "... n_heads d_head"]:
+        return torch.einsum("...m,hmd->...hd", x, W) + b
+
+    def attend(
+        self,
+        q: Float[Tensor, "batch q_pos n_heads d_head"],
+        k: Float[Tensor, "batch k_pos n_heads d_head"],
+        v: Float[Tensor, "batch k_pos n_heads d_head"],
+    ) -> Float[Tensor, "batch q_pos d_model"]:
+        """Causal attention of queries at the last q_pos positions over all k_pos positions."""
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        q_pos, k_pos = q.shape[1], k.shape[1]
+        if q_pos == 1:  # one query: a broadcast product beats many tiny matmuls on CPU
+            scores = einops.rearrange((q * k).sum(-1), "b k h -> b h 1 k") / self.attn_scale
+        else:
+            scores = einops.einsum(q, k, "b q h d, b k h d -> b h q k") / self.attn_scale
+        scores = torch.where(self.mask[k_pos - q_pos : k_pos, :k_pos], scores, self.IGNORE)
+        pattern = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
+        if q_pos == 1:
+            z = (einops.rearrange(pattern, "b h 1 k -> b k h 1") * v).sum(1, keepdim=True)
+        else:
+            z = einops.einsum(pattern, v, "b h q k, b k h d -> b q h d")
+        z = self.hook_z(z)
+        W_O = einops.rearrange(self.W_O, "h d m -> (h d) m")
+        return einops.rearrange(z, "b q h d -> b q (h d)") @ W_O + self.b_O
+
+    def forward(
+        self, query_input: Float[Tensor, "batch q_pos d_model"], key_input: Float[Tensor, "batch k_pos d_model"]
+    ) -> Float[Tensor, "batch q_pos d_model"]:
+        q = self.project(query_input, self.W_Q, self.b_Q)
+        k = self.project(key_input, self.W_K, self.b_K)
+        v = self.project(key_input, self.W_V, self.b_V)
+        return self.attend(q, k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        self.act_fn = F.relu if cfg.act_fn == "relu" else F.gelu  # TL's "gelu" is the exact erf GELU
+        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_post = HookPoint()  # [batch, pos, d_mlp]
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        pre = self.hook_pre(x @ self.W_in + self.b_in)
+        post = self.hook_post(self.act_fn(pre))
+        return post @ self.W_out + self.b_out
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_ctx: int):
+        super().__init__()
+        norm = (lambda: LayerNorm(cfg.d_model)) if cfg.normalization_type == "LN" else nn.Identity
+        self.ln1 = norm()
+        self.ln2 = norm()
+        self.attn = Attention(cfg, n_ctx)
+        self.mlp = MLP(cfg)
+        self.hook_attn_in = HookPoint()  # TL fires these five only behind flags; kept for identical names
+        self.hook_q_input = HookPoint()
+        self.hook_k_input = HookPoint()
+        self.hook_v_input = HookPoint()
+        self.hook_mlp_in = HookPoint()
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+
+    def finish(self, resid_pre: Tensor, attn_out: Tensor) -> Tensor:
+        """Everything after attention: residual, MLP, residual."""
+        resid_mid = self.hook_resid_mid(resid_pre + self.hook_attn_out(attn_out))
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(resid_mid)))
+        return self.hook_resid_post(resid_mid + mlp_out)
+
+    def forward(self, resid_pre: Float[Tensor, "batch pos d_model"], last_position_only: bool = False) -> Tensor:
+        resid_pre = self.hook_resid_pre(resid_pre)
+        normed = self.ln1(resid_pre)
+        query_input = normed[:, -1:] if last_position_only else normed
+        attn_out = self.attn(query_input, normed)
+        return self.finish(resid_pre[:, -1:] if last_position_only else resid_pre, attn_out)
+
+
+class Unembed(nn.Module):
+    def __init__(self, d_model: int, d_vocab_out: int):
+        super().__init__()
+        self.W_U = nn.Parameter(torch.empty(d_model, d_vocab_out))
+        self.b_U = nn.Parameter(torch.zeros(d_vocab_out))
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab_out"]:
+        return x @ self.W_U + self.b_U
+
+
+class Transformer(HookedRootModule):
+    """HookedTransformer-compatible model. Input tokens [batch, pos]; output logits [batch, pos, d_vocab_out].
+
+    Args:
+        cfg: architecture, init and which biases train.
+        d_vocab: input vocabulary (p + 1: residues and '=').
+        d_vocab_out: output vocabulary (p).
+        n_ctx: context length (3: a, b, =).
+    """
+
+    def __init__(self, cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int = 3):
+        super().__init__()
+        self.cfg, self.d_vocab, self.d_vocab_out, self.n_ctx = cfg, d_vocab, d_vocab_out, n_ctx
+        self.embed = Embed(d_vocab, cfg.d_model)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = PosEmbed(n_ctx, cfg.d_model)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.blocks = nn.ModuleList([TransformerBlock(cfg, n_ctx) for _ in range(cfg.n_layers)])
+        self.ln_final = LayerNorm(cfg.d_model) if cfg.normalization_type == "LN" else nn.Identity()
+        self.unembed = Unembed(cfg.d_model, d_vocab_out)
+        self.hook_tokens = HookPoint()  # [batch, pos]
+        self.init_weights()
+        self.setup()
+
+    def init_weights(self) -> None:
+        """TL 3's gpt2 init (every W_ ~ N(0, 0.8/sqrt(d_model)), in named_parameters order, from `cfg.seed`)
+        or Nanda et al.'s (W_ ~ N(0, 1/d_model), W_U ~ N(0, 1/d_vocab)). Biases zero, LN weights one."""
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                if "W_" in name:
+                    if self.cfg.init == "tl":
+                        std = 0.8 / math.sqrt(self.cfg.d_model)
+                    else:
+                        std = 1 / math.sqrt(self.d_vocab if name == "unembed.W_U" else self.cfg.d_model)
+                    param.copy_(torch.randn(param.shape, generator=generator) * std)
+        trained = {"all": ("b_",), "mlp": ("mlp.b_",), "none": ()}[self.cfg.train_biases]
+        for name, param in self.named_parameters():
+            is_bias = name.rsplit(".", 1)[-1].startswith("b_")
+            if is_bias and not any(t in name for t in trained):
+                param.requires_grad_(False)
+
+    def forward(
+        self, tokens: Int[Tensor, "batch pos"], last_position_only: bool = False
+    ) -> Float[Tensor, "batch pos d_vocab_out"]:
+        """Logits for every position, or for the final one only ([batch, 1, d_vocab_out])."""
+        tokens = self.hook_tokens(tokens)
+        if last_position_only and len(self.blocks) == 1:
+            resid = self._last_position_single_layer(tokens)
+        else:
+            resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
+            for i, block in enumerate(self.blocks):
+                resid = block(resid, last_position_only=last_position_only and i == len(self.blocks) - 1)
+        return self.unembed(self.ln_final(resid))
+
+    def _last_position_single_layer(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 1 d_model"]:
+        """Layer 0 at the final position: q, k, v gathered from per-(position, token) tables."""
+        block, attn = self.blocks[0], self.blocks[0].attn
+        n_pos = tokens.shape[1]
+        table = self.embed.W_E[None] + self.pos_embed.W_pos[:n_pos, None]  # [pos, d_vocab, d_model]
+        normed_table = block.ln1(table)
+        # Row index of (position i, token t) in the flattened tables; F.embedding has a fast backward.
+        rows = tokens + self.d_vocab * torch.arange(n_pos, device=tokens.device)
+
+        def gather(W: Tensor, b: Tensor, table: Tensor, index: Tensor) -> Tensor:
+            projected = attn.project(table, W, b)  # [..., d_vocab, n_heads, d_head]
+            flat = einops.rearrange(projected, "... t h d -> (... t) (h d)")
+            return einops.rearrange(F.embedding(index, flat), "b p (h d) -> b p h d", h=attn.W_Q.shape[0])
+
+        k = gather(attn.W_K, attn.b_K, normed_table, rows)  # [batch, pos, n_heads, d_head]
+        v = gather(attn.W_V, attn.b_V, normed_table, rows)
+        q = gather(attn.W_Q, attn.b_Q, normed_table[-1], tokens[:, -1:])  # [batch, 1, n_heads, d_head]
+        embed = self.hook_embed(F.embedding(tokens[:, -1:], self.embed.W_E))
+        pos_embed = self.hook_pos_embed(self.pos_embed.W_pos[n_pos - 1 : n_pos].expand(len(tokens), 1, -1))
+        resid_pre = block.hook_resid_pre(embed + pos_embed)
+        return block.finish(resid_pre, attn.attend(q, k, v))
+
+    @property
+    def W_E(self) -> Tensor:
+        return self.embed.W_E
+
+    @property
+    def W_pos(self) -> Tensor:
+        return self.pos_embed.W_pos
+
+    @property
+    def W_U(self) -> Tensor:
+        return self.unembed.W_U
+
+    def stack(self, name: str) -> Tensor:
+        """A per-block parameter stacked over layers, TL-style (`model.stack("W_in")` -> [n_layers, ...])."""
+        mods = {"W_Q": "attn", "W_K": "attn", "W_V": "attn", "W_O": "attn", "W_in": "mlp", "W_out": "mlp",
+                "b_in": "mlp", "b_out": "mlp", "b_Q": "attn", "b_K": "attn", "b_V": "attn", "b_O": "attn"}
+        if name not in mods:
+            raise ValueError(f"unknown block parameter {name!r}; choose one of {sorted(mods)}")
+        return torch.stack([getattr(getattr(b, mods[name]), name) for b in self.blocks])

@@ -1,0 +1,246 @@
+"""The run directory: write it atomically while training, read it lazily afterwards.
+
+```
+<run>/config.json  split.safetensors  metrics.csv  summary.json  LOCK
+<run>/ckpt/step_<NNNNNNN>.safetensors    the HookedTransformer state dict of theta_step
+<run>/state/step_<NNNNNNN>.safetensors   optimizer, RNG and plug-in state at that step
+```
+Every file is written to a temporary name, fsynced and renamed. Only
+safetensors, JSON and CSV are read back; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import Tensor
+
+from .config import RunConfig
+from .model import Transformer
+from .tasks import ModularTask, make_task
+from .train import build_model
+
+STEP_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be used as asked (locked, missing, corrupted)."""
+
+
+def step_filename(step: int) -> str:
+    return f"step_{step:07d}.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(data, metadata=metadata))
+
+
+def load_tensors(path: Path) -> dict[str, Tensor]:
+    """Load a safetensors file; a missing, truncated or corrupted one raises RunError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path} does not exist")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise RunError(f"{path} is truncated or corrupted ({e}); delete it (a resume rewrites it)") from None
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    """All rows, columns in first-seen order; NaN is written as an empty cell."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if _isnan(row.get(c)) else _fmt(row[c]) for c in columns])
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and x != x)
+
+
+def _fmt(x) -> str:
+    return str(int(x)) if isinstance(x, int) else repr(float(x))
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v != "" else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def versions() -> dict[str, str]:
+    import transformer_lens  # noqa: F401  (version lookup only)
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    for pkg in ("grokinterp", "transformer-lens", "safetensors", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    out["git_commit"] = commit or "unknown"
+    return out
+
+
+class RunLock:
+    """An exclusive flock on <run>/LOCK, released by the kernel even on SIGKILL."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "LOCK"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            self.fd = None
+            raise RunError(
+                f"{self.path.parent} is being written by another process (pid {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def list_steps(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for name in os.listdir(folder) if (m := STEP_RE.match(name)))
+
+
+class Run:
+    """Read a run directory without the training code: config, metrics, summary, checkpoints.
+
+    >>> run = Run("checkpoints/quick")                      # doctest: +SKIP
+    >>> run.metrics["test_acc"], run.steps, run.model(run.steps[-1])  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise RunError(f"{self.path} is not a run directory (no config.json); train one with `grokinterp train --out {self.path}`")
+        self._metrics: dict[str, np.ndarray] | None = None
+        self._task: ModularTask | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, steps={len(self.steps)}, status={self.summary.get('status')!r})"
+
+    @property
+    def config(self) -> RunConfig:
+        data = json.loads((self.path / "config.json").read_text())
+        return RunConfig.from_dict(data["config"])
+
+    @property
+    def summary(self) -> dict:
+        path = self.path / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Dense metric series: column name -> float array indexed like `metrics["step"]` (NaN = not measured)."""
+        if self._metrics is None:
+            rows = read_metrics_csv(self.path / "metrics.csv")
+            columns = list(rows[0]) if rows else []
+            self._metrics = {c: np.array([r[c] for r in rows], dtype=np.float64) for c in columns}
+        return self._metrics
+
+    @property
+    def steps(self) -> list[int]:
+        """Steps that have a model checkpoint."""
+        return list_steps(self.path / "ckpt")
+
+    @property
+    def state_steps(self) -> list[int]:
+        """Steps that have optimizer state."""
+        return list_steps(self.path / "state")
+
+    @property
+    def task(self) -> ModularTask:
+        if self._task is None:
+            split = load_tensors(self.path / "split.safetensors")
+            self._task = make_task(self.config.task, (split["train_idx"], split["test_idx"]))
+        return self._task
+
+    def state_dict(self, step: int) -> dict[str, Tensor]:
+        """The HookedTransformer state dict at `step` (reads that one file only)."""
+        if step not in self.steps:
+            raise RunError(f"no checkpoint at step {step} in {self.path}; available: {_span(self.steps)}")
+        return load_tensors(self.path / "ckpt" / step_filename(step))
+
+    def optimizer_state(self, step: int) -> dict[str, Tensor]:
+        """Adam moments and the rest of the resume state at `step` (see `state_steps`)."""
+        if step not in self.state_steps:
+            raise RunError(f"no optimizer state at step {step} in {self.path}; available: {_span(self.state_steps)}")
+        return load_tensors(self.path / "state" / step_filename(step))
+
+    def model(self, step: int | None = None, device: str = "cpu") -> Transformer:
+        """The model at `step` (default: the last checkpoint), in eval mode."""
+        step = self.steps[-1] if step is None else step
+        model = build_model(self.config)
+        model.load_state_dict(self.state_dict(step), strict=True)
+        return model.to(device).eval()
+
+
+def _span(steps: list[int]) -> str:
+    if not steps:
+        return "none"
+    return f"{len(steps)} steps from {steps[0]} to {steps[-1]}"
