@@ -62,7 +62,7 @@ class LayerNorm(nn.Module):
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(x / scale * self.w + self.b)
+        return self.hook_normalized(x / scale) * self.w + self.b  # TL hooks before the affine
 
 
 class Attention(nn.Module):
@@ -74,7 +74,8 @@ class Attention(nn.Module):
         self.W_O = nn.Parameter(torch.empty(h, dh, d))
         self.b_Q = nn.Parameter(torch.zeros(h, dh))
         self.b_O = nn.Parameter(torch.zeros(d))
-        self.register_buffer("mask", torch.tril(torch.ones(n_ctx, n_ctx)).bool())
+        # TL 3.9 keeps `mask` as an empty buffer and builds the causal mask at forward time.
+        self.register_buffer("mask", torch.empty((0, 0), dtype=torch.bool))
         self.register_buffer("IGNORE", torch.tensor(-torch.inf))
         self.attn_scale = math.sqrt(dh)
         self.hook_k = HookPoint()  # [batch, k_pos, n_heads, d_head]
@@ -88,6 +89,13 @@ class Attention(nn.Module):
         self.W_V = nn.Parameter(torch.empty(h, d, dh))
         self.b_K = nn.Parameter(torch.zeros(h, dh))
         self.b_V = nn.Parameter(torch.zeros(h, dh))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Older TL 3 checkpoints saved an [n_ctx, n_ctx] mask; like TL 3.9, keep our own buffer.
+        key = prefix + "mask"
+        if key in state_dict and state_dict[key].shape != self.mask.shape:
+            state_dict[key] = self.mask
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
     def project(x: Float[Tensor, "... d_model"], W: Tensor, b: Tensor) -> Float[Tensor, "... n_heads d_head"]:
@@ -106,7 +114,8 @@ class Attention(nn.Module):
             scores = einops.rearrange((q * k).sum(-1), "b k h -> b h 1 k") / self.attn_scale
         else:
             scores = einops.einsum(q, k, "b q h d, b k h d -> b h q k") / self.attn_scale
-        scores = torch.where(self.mask[k_pos - q_pos : k_pos, :k_pos], scores, self.IGNORE)
+        causal = torch.ones(k_pos, k_pos, dtype=torch.bool, device=scores.device).tril()[k_pos - q_pos :]
+        scores = torch.where(causal, scores, self.IGNORE)
         pattern = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
         if q_pos == 1:
             z = (einops.rearrange(pattern, "b h 1 k -> b k h 1") * v).sum(1, keepdim=True)
@@ -180,9 +189,11 @@ class Unembed(nn.Module):
         super().__init__()
         self.W_U = nn.Parameter(torch.empty(d_model, d_vocab_out))
         self.b_U = nn.Parameter(torch.zeros(d_vocab_out))
+        self.hook_in = HookPoint()  # [batch, pos, d_model]
+        self.hook_out = HookPoint()  # [batch, pos, d_vocab_out]
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab_out"]:
-        return x @ self.W_U + self.b_U
+        return self.hook_out(self.hook_in(x) @ self.W_U + self.b_U)
 
 
 class Transformer(HookedRootModule):
@@ -205,7 +216,6 @@ class Transformer(HookedRootModule):
         self.blocks = nn.ModuleList([TransformerBlock(cfg, n_ctx) for _ in range(cfg.n_layers)])
         self.ln_final = LayerNorm(cfg.d_model) if cfg.normalization_type == "LN" else nn.Identity()
         self.unembed = Unembed(cfg.d_model, d_vocab_out)
-        self.hook_tokens = HookPoint()  # [batch, pos]
         self.init_weights()
         self.setup()
 
@@ -231,7 +241,6 @@ class Transformer(HookedRootModule):
         self, tokens: Int[Tensor, "batch pos"], last_position_only: bool = False
     ) -> Float[Tensor, "batch pos d_vocab_out"]:
         """Logits for every position, or for the final one only ([batch, 1, d_vocab_out])."""
-        tokens = self.hook_tokens(tokens)
         if last_position_only and len(self.blocks) == 1:
             resid = self._last_position_single_layer(tokens)
         else:

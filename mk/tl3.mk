@@ -4,8 +4,7 @@
 # tests/fixtures/tl3_*. The main Makefile does `include mk/tl3.mk`.
 #
 # torch is installed first, pinned, so that transformer-lens does not pull a multi-GB CUDA
-# build. Where PyPI's torch==2.13.0 is the CUDA wheel (plain Linux CI), pass the CPU index:
-#   make tl3-venv TL3_TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# build.
 
 TL3_VENV ?= .venv-tl3
 TL3_BASE_PYTHON ?= python3

@@ -1,0 +1,49 @@
+# grokinterp: `make train` then `make analyze`; `make test` runs the suite.
+# The venv bootstraps itself: CPU torch 2.13.0 first (a plain `torch` would pull a CUDA build), then the package.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.grokinterp-installed
+RUN ?= checkpoints/quick
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: venv train train-nanda analyze test test-slow bench clean help
+
+help:
+	@echo "make train      train the quick preset into $(RUN) (resumes if interrupted)"
+	@echo "make analyze    replay $(RUN) and write $(RUN)/report.html"
+	@echo "make test       run the test suite (slow reproductions excluded)"
+	@echo "make test-slow  run only the slow reproductions"
+	@echo "make bench      speed benchmarks against the TL 3.9 reference"
+	@echo "make train-nanda  seed 001's configuration into checkpoints/nanda"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+train: $(STAMP)
+	$(BIN)/grokinterp train --preset quick --out $(RUN) --resume $(ARGS)
+
+train-nanda: $(STAMP)
+	$(BIN)/grokinterp train --preset nanda --out checkpoints/nanda --resume $(ARGS)
+
+analyze: $(STAMP)
+	$(BIN)/grokinterp analyze $(RUN) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .venv-tl3 build *.egg-info .pytest_cache
+
+include mk/tl3.mk

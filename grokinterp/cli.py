@@ -1,0 +1,129 @@
+"""`grokinterp train | analyze | presets`: the command line (the Makefile wraps it).
+
+Any config key is overridable as `--section.key=value` (e.g. `--optim.lr=3e-4 --task.op=mul`);
+values are Python literals checked against the key's type. Misuse exits 2 with one message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import PRESETS, ConfigError, all_keys, apply_overrides, parse_literal, preset
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _keys_epilog() -> str:
+    lines = ["config keys (override any with --KEY=VALUE; defaults are seed 001's Nanda configuration):"]
+    for key, default, type_name in all_keys():
+        lines.append(f"  --{key:<28} {type_name:<14} default {default!r}")
+    lines.append("  --plugins.NAME='{...}'         dict           a training plug-in's keyword arguments")
+    lines.append("presets: " + ", ".join(f"{name} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
+                                         for name, o in PRESETS.items()))
+    return "\n".join(lines)
+
+
+def _parse_overrides(extra: list[str]) -> dict:
+    """['--optim.lr=3e-4', '--task.p', '97'] -> {'optim.lr': 3e-4, 'task.p': 97}."""
+    overrides, i = {}, 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            raise ConfigError(f"unrecognized argument {arg!r}; config overrides look like --optim.lr=3e-4 (see --help)")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"--{key} needs a value, e.g. --{key}=VALUE")
+            value, i = extra[i + 1], i + 1
+        overrides[key] = parse_literal(value)
+        i += 1
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="grokinterp", description="Grokking on modular arithmetic, with mechanistic interpretability.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser(
+        "train", help="train a run into a run directory", epilog=_keys_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train one run (full-batch AdamW) and write its dense checkpoint series.",
+    )
+    train.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="starting configuration (default: quick)")
+    train.add_argument("--out", type=Path, help="run directory (default: checkpoints/<preset>)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out bit-identically")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    analyze = sub.add_parser("analyze", help="replay a run's checkpoints and write its report.html",
+                             description="Replay the standard analyses over a run's checkpoints (cached) and write report.html.")
+    analyze.add_argument("run", type=Path, nargs="?", default=Path("checkpoints/quick"), help="run directory (default: checkpoints/quick)")
+    analyze.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    analyze.add_argument("--stride", type=int, default=1, help="replay every k-th checkpoint (default 1)")
+    analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("presets", help="list the presets and their reasons")
+    return parser
+
+
+def _cmd_train(args, extra: list[str]) -> int:
+    from .launch import train_run
+    from .runs import RunError
+
+    config = apply_overrides(preset(args.preset), _parse_overrides(extra))
+    if args.print_config:
+        print(config.to_json())
+        return 0
+    out = args.out or Path("checkpoints") / args.preset
+    try:
+        run = train_run(config, out, resume=args.resume, progress=not args.no_progress)
+    except RunError as e:
+        print(f"grokinterp train: error: {e}", file=sys.stderr)
+        return 1
+    print(f"run written to {run.path}: {json.dumps(run.summary)}")
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from .runs import RunError
+
+    if args.workers < 1 or args.stride < 1:
+        raise ConfigError("--workers and --stride must be >= 1")
+    if not (args.run / "config.json").is_file():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json); run `make train` or `grokinterp train --out {args.run}` first")
+    from .report import analyze_run
+
+    try:
+        path = analyze_run(args.run, workers=args.workers, stride=args.stride, progress=not args.no_progress)
+    except RunError as e:
+        print(f"grokinterp analyze: error: {e}", file=sys.stderr)
+        return 1
+    print(f"report written to {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command == "train":
+            return _cmd_train(args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "analyze":
+            return _cmd_analyze(args)
+        for name, overrides in PRESETS.items():
+            print(f"{name}: {json.dumps(overrides)}")
+        return 0
+    except ConfigError as e:
+        print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
