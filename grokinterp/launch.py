@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .runs import (
     Run,
     RunError,
@@ -20,13 +20,14 @@ from .runs import (
     list_steps,
     load_tensors,
     read_metrics_csv,
+    remove_stale_temp_files,
     save_tensors,
     step_filename,
     versions,
     write_metrics_csv,
 )
 from .tasks import make_task
-from .train import ACC_THRESHOLD, Trainer, make_trainer
+from .train import ACC_THRESHOLD, Trainer, build_plugins, make_trainer
 
 
 def summarize(trainer: Trainer, rows: list[dict], wall_time_s: float, steps_run: int) -> dict:
@@ -80,7 +81,7 @@ def _check_resumable(out: Path, config: RunConfig) -> None:
         a, b = stored.to_dict(), config.to_dict()
         diff = [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a if isinstance(a[s], dict) for k in a[s]
                 if k in b.get(s, {}) and a[s][k] != b[s][k] and s != "plugins"]
-        raise RunError(f"--resume with a config that differs from {out}/config.json ({'; '.join(diff) or 'plugins'}); "
+        raise ConfigError(f"--resume with a config that differs from {out}/config.json ({'; '.join(diff) or 'plugins'}); "
                        "drop the overrides to resume as it was")
 
 
@@ -102,18 +103,23 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
     `train.state_every`, metrics.csv (rewritten with each state), and summary.json at the end.
     """
     out = Path(out)
-    exists = (out / "config.json").is_file()
-    if exists and not resume:
-        raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    if resume and exists:
-        _check_resumable(out, config)
+    build_plugins(config)  # an unknown plug-in or bad plug-in arguments: a ConfigError before anything is written
+    if resume and (out / "config.json").is_file():
+        _check_resumable(out, config)  # read-only: a refused resume touches nothing
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
-    with RunLock(out):
+    with RunLock(out):  # first: a second writer is told about the first, and `exists` cannot change under us
+        exists = (out / "config.json").is_file()
+        if exists and not resume:
+            raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        if exists:
+            _check_resumable(out, config)  # again, under the lock (a run may have been created meanwhile)
+        remove_stale_temp_files(out)  # left by a writer killed mid-write
         if not exists:
+            # config.json last: it marks a run, so a kill before it leaves a folder that a resume starts afresh
             task = make_task(config.task)
-            atomic_write_json(out / "config.json", {"config": config.to_dict(), "versions": versions()})
             save_tensors(out / "split.safetensors", {"train_idx": task.train_idx, "test_idx": task.test_idx})
+            atomic_write_json(out / "config.json", {"config": config.to_dict(), "versions": versions()})
         else:
             split = load_tensors(out / "split.safetensors")
             task = make_task(config.task, (split["train_idx"], split["test_idx"]))
@@ -132,14 +138,28 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
         return _loop(trainer, out, rows, wall_before, progress)
 
 
-def _save_point(trainer: Trainer, out: Path, ckpt: bool, state: bool, wall_time_s: float) -> None:
+def _save_point(trainer: Trainer, out: Path, ckpt: bool, state: bool, wall_time_s: float,
+                rows: list[dict] | None = None) -> None:
+    """Checkpoint, then metrics.csv (`rows`, when given), then the state: a resume point (a state file)
+    only ever exists once the metrics of every step before it are on disk."""
     name = step_filename(trainer.step)
     if ckpt:
         save_tensors(out / "ckpt" / name, trainer.model.state_dict())
+    if rows is not None:
+        write_metrics_csv(out / "metrics.csv", rows)
     if state:
         tensors = trainer.state_dict()
         tensors["trainer/wall_time_s"] = torch.tensor(wall_time_s, dtype=torch.float64)
         save_tensors(out / "state" / name, tensors)
+
+
+def _discard_from(out: Path, step: int) -> None:
+    """Delete checkpoints and states at `step` and later: their parameters give a non-finite loss
+    (they may hold NaN/inf weights), so the last one kept is the last good one."""
+    for folder in (out / "ckpt", out / "state"):
+        for s in list_steps(folder):
+            if s >= step:
+                (folder / step_filename(s)).unlink(missing_ok=True)
 
 
 def _loop(trainer: Trainer, out: Path, rows: list[dict], wall_before: float, progress: bool) -> Run:
@@ -160,9 +180,7 @@ def _loop(trainer: Trainer, out: Path, rows: list[dict], wall_before: float, pro
             last_test = (row["test_loss"], row["test_acc"])
         if trainer.step % train.ckpt_every == 0 or trainer.step % train.state_every == 0:
             state = trainer.step % train.state_every == 0
-            _save_point(trainer, out, ckpt=True, state=state, wall_time_s=elapsed())
-            if state:
-                write_metrics_csv(out / "metrics.csv", rows)
+            _save_point(trainer, out, ckpt=True, state=state, wall_time_s=elapsed(), rows=rows if state else None)
         if row["step"] % 10 == 0:
             bar.set_postfix_str(
                 f"train {row['train_loss']:.3g}/{row['train_acc']:.3f} test {last_test[0]:.3g}/{last_test[1]:.3f}",
@@ -171,8 +189,10 @@ def _loop(trainer: Trainer, out: Path, rows: list[dict], wall_before: float, pro
     bar.close()
     if trainer.milestones.diverged_step is None:
         rows.append(trainer.final_row())
-        _save_point(trainer, out, ckpt=True, state=True, wall_time_s=elapsed())
-    write_metrics_csv(out / "metrics.csv", rows)
+        _save_point(trainer, out, ckpt=True, state=True, wall_time_s=elapsed(), rows=rows)
+    else:
+        _discard_from(out, trainer.milestones.diverged_step)
+        write_metrics_csv(out / "metrics.csv", rows)
     summary = summarize(trainer, rows, elapsed(), trainer.step)
     atomic_write_json(out / "summary.json", summary)
     if progress:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule
+from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .config import ModelConfig
@@ -270,6 +270,13 @@ class Transformer(HookedRootModule):
         pos_embed = self.hook_pos_embed(self.pos_embed.W_pos[n_pos - 1 : n_pos].expand(len(tokens), 1, -1))
         resid_pre = block.hook_resid_pre(embed + pos_embed)
         return block.finish(resid_pre, attn.attend(q, k, v))
+
+    def run_with_cache(self, *args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
+        """As HookedTransformer.run_with_cache: (logits, ActivationCache), or a plain dict on request."""
+        out, cache = super().run_with_cache(*args, remove_batch_dim=remove_batch_dim, **kwargs)
+        if return_cache_object:
+            cache = ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
+        return out, cache
 
     @property
     def W_E(self) -> Tensor:

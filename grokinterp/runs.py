@@ -33,6 +33,7 @@ from .tasks import ModularTask, make_task
 from .train import build_model
 
 STEP_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
+TEMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp names: .<name>.<random>.tmp
 
 
 class RunError(RuntimeError):
@@ -62,6 +63,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temp files a killed writer left in `run_dir`, ckpt/ and state/ (call with the lock held)."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "ckpt", Path(run_dir) / "state"):
+        if folder.is_dir():
+            for name in os.listdir(folder):
+                if TEMP_RE.match(name) and (folder / name).is_file():
+                    (folder / name).unlink(missing_ok=True)
+                    removed.append(folder / name)
+    return removed
 
 
 def atomic_write_json(path: Path, obj) -> None:

@@ -17,9 +17,9 @@ def generator() -> torch.Generator:
 
 def tiny_config(**overrides):
     """A few-second config: p=23, d_model 32, 4 heads of 8, d_mlp 64."""
-    base = dict(task__p=23, task__frac_train=0.5, model__d_model=32, model__d_head=8, model__d_mlp=64,
-                optim__lr=1e-2, train__steps=200, train__ckpt_every=20, train__state_every=40,
-                train__early_stop_after=None, train__eval_every=5)
+    base = dict(task__p=23, task__frac_train=0.6, model__d_model=32, model__d_head=8, model__d_mlp=64,
+                optim__lr=1e-2, optim__warmup_steps=0, train__steps=200, train__ckpt_every=20,
+                train__state_every=40, train__early_stop_after=None, train__eval_every=5)
     base.update(overrides)
     return preset("quick", **base)
 
@@ -29,4 +29,5 @@ def tiny_run(tmp_path_factory):
     """One trained tiny run shared by read-only tests."""
     from grokinterp.launch import train_run
 
-    return train_run(tiny_config(), tmp_path_factory.mktemp("runs") / "tiny", progress=False)
+    config = tiny_config(train__steps=900, train__early_stop_after=20)  # memorizes ~50, groks ~650
+    return train_run(config, tmp_path_factory.mktemp("runs") / "tiny", progress=False)

@@ -1,0 +1,152 @@
+"""Progress measures of grokking (Nanda et al. 2023, "Progress measures for grokking via mechanistic
+interpretability", section 5.1): restricted loss, excluded loss, and the total weight norm.
+
+The generalizing circuit of a grokked a + b model computes logits ~ sum_{k in K} alpha_k cos(w_k (a + b - c))
+for a few key frequencies K (w_k = 2 pi k / p). As functions of the inputs (a, b), for each output c, these
+lie in the span of cos(w_k (a + b)) and sin(w_k (a + b)), k in K. With L[a, b, c] the logits on the full
+grid of pairs and, for each output c, P_K the orthogonal projection (over the p^2 pairs) onto
+span{cos(w_k (a + b)), sin(w_k (a + b)) : k in K}:
+
+    restricted logits  R[a, b, c] = mean_{a', b'} L[a', b', c] + (P_K L[., ., c])[a, b]
+    excluded logits    X[a, b, c] = L[a, b, c] - (P_K L[., ., c])[a, b]
+
+The constant term (the mean over pairs of each output's logit, i.e. the 2D DFT's const x const
+component) is kept in both, as in Nanda et al.: their restricted logits are re-centred on the original
+logits' mean. Restricted loss = cross-entropy of R over all pairs: low once the circuit alone solves
+the task. Excluded loss = cross-entropy of X over the training pairs: rises when the training
+performance comes from the circuit rather than memorization. Nanda et al. project the MLP neuron
+activations (then map through W_out W_U); the paper's text defines it on the logits' 2D DFT, which is
+what is done here (the attention and direct paths' key-frequency parts are then kept too).
+
+Generalizations: sub uses a - b; mul and div use the discrete-log re-indexing of `_characters.py`
+(a + b becomes log a + log b, resp. log a - log b, over Z_{p-1}, on the (p-1)^2 pairs with a, b != 0;
+frequency (p-1)/2 has only its cos direction). For ops that are no group law (x2+y2, ..., random)
+restricted and excluded loss are NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ._characters import group_indexing, group_law_labels
+from ._fourier import GridForward, group_grid, grid_forward
+
+
+def key_directions(n: int, key_freqs: list[int], sign: int = 1) -> Float[Tensor, "m n_sq"]:
+    """Unit vectors over the flattened [n, n] grid of (i, j): cos and sin of w_k (i + sign * j), k in key_freqs.
+
+    For 0 < k < n/2 each has norm^2 n^2/2 before normalising; at the Nyquist k = n/2 of even n only the cos
+    direction exists (norm^2 n^2). All are orthogonal to each other and to the constant.
+
+    Returns:
+        [m, n * n] rows, m = 2 |key_freqs| (minus one per Nyquist frequency); float64.
+    """
+    i = torch.arange(n, dtype=torch.float64)
+    s = ((i[:, None] + sign * i[None, :]) % n).reshape(-1)
+    rows = []
+    for k in sorted(set(int(k) for k in key_freqs)):
+        if not 1 <= k <= n // 2:
+            raise ValueError(f"key frequency {k} is out of range 1..{n // 2} for a group of order {n}")
+        angle = 2 * math.pi * k * s / n
+        rows.append(torch.cos(angle))
+        if 2 * k != n:
+            rows.append(torch.sin(angle))
+    if not rows:
+        return torch.zeros(0, n * n, dtype=torch.float64)
+    directions = torch.stack(rows)
+    return directions / directions.norm(dim=1, keepdim=True)
+
+
+def key_projection(logits: Float[Tensor, "n n c"], key_freqs: list[int], sign: int = 1) -> Float[Tensor, "n n c"]:
+    """P_K: for each output c, the projection of logits[., ., c] onto the key directions (`key_directions`)."""
+    n = logits.shape[0]
+    directions = key_directions(n, key_freqs, sign).to(logits.device)
+    flat = logits.reshape(n * n, -1).to(torch.float64)
+    return (directions.T @ (directions @ flat)).reshape(logits.shape)
+
+
+def restricted_logits(logits: Float[Tensor, "n n c"], key_freqs: list[int], sign: int = 1) -> Float[Tensor, "n n c"]:
+    """R = per-output mean over pairs + P_K L (module docstring; Nanda et al. 2023). float64."""
+    mean = logits.to(torch.float64).mean((0, 1), keepdim=True)
+    return mean + key_projection(logits, key_freqs, sign)
+
+
+def excluded_logits(logits: Float[Tensor, "n n c"], key_freqs: list[int], sign: int = 1) -> Float[Tensor, "n n c"]:
+    """X = L - P_K L (module docstring; Nanda et al. 2023). float64."""
+    return logits.to(torch.float64) - key_projection(logits, key_freqs, sign)
+
+
+def cross_entropy(logits: Float[Tensor, "batch c"], labels: Int[Tensor, "batch"]) -> float:
+    """Mean cross-entropy in float64 (losses of grokked models reach 1e-7, below float32's resolution)."""
+    return float(F.cross_entropy(logits.to(torch.float64), labels.to(logits.device)))
+
+
+def restricted_loss(logits: Float[Tensor, "n n c"], labels: Int[Tensor, "n n"], key_freqs: list[int], sign: int = 1) -> float:
+    """Cross-entropy of `restricted_logits` over all n^2 pairs of the grid (labels[i, j] = the answer)."""
+    n = logits.shape[0]
+    return cross_entropy(restricted_logits(logits, key_freqs, sign).reshape(n * n, -1), labels.reshape(-1))
+
+
+def excluded_loss(
+    logits: Float[Tensor, "n n c"], labels: Int[Tensor, "n n"], key_freqs: list[int], pairs: Int[Tensor, "k"], sign: int = 1
+) -> float:
+    """Cross-entropy of `excluded_logits` on the pairs with flat grid index `pairs` (i * n + j): the train pairs."""
+    n = logits.shape[0]
+    flat = logits.reshape(n * n, -1).index_select(0, pairs.to(logits.device)).to(torch.float64)
+    directions = key_directions(n, key_freqs, sign).to(logits.device)
+    # (P_K L) restricted to the chosen rows: directions[:, pairs].T @ (directions @ L).
+    coeffs = directions @ logits.reshape(n * n, -1).to(torch.float64)
+    projected = directions[:, pairs.to(logits.device)].T @ coeffs
+    return cross_entropy(flat - projected, labels.reshape(-1)[pairs.to(labels.device)])
+
+
+def weight_norm_sq(model) -> float:
+    """Total squared L2 norm of all parameters, sum_theta theta^2 (frozen ones, e.g. zero biases, included)."""
+    return float(sum(param.detach().to(torch.float64).pow(2).sum() for param in model.parameters()))
+
+
+def progress_measures(model, task, key_freqs: list[int], grid: GridForward | None = None) -> dict[str, float]:
+    """Nanda et al.'s progress measures of one checkpoint, from one forward over all p^2 pairs.
+
+    Keys:
+        restricted_loss: cross-entropy of the restricted logits over all pairs of the group grid (all p^2
+            pairs for add/sub, the (p-1)^2 pairs with a, b != 0 for mul/div); NaN for non-group ops.
+        excluded_loss: cross-entropy of the excluded logits on the training pairs of the grid; NaN likewise.
+        train_loss, test_loss: the model's cross-entropy on the task's train / test rows (final position).
+        weight_norm_sq: `weight_norm_sq(model)`.
+
+    Args:
+        model, task: a HookedTransformer-like model and its ModularTask.
+        key_freqs: the key frequencies, usually those of the final checkpoint (`key_frequencies`), over Z_p,
+            or over Z_{p-1} for mul/div.
+        grid: `grid_forward(model, task)` if already computed (it must come from this model).
+    """
+    grid = grid_forward(model, task) if grid is None else grid
+    p = task.p
+    full = grid.logits.reshape(p * p, -1)
+    rows = (task.a * p + task.b).to(full.device)
+    log_probs = torch.log_softmax(full.index_select(0, rows).to(torch.float64), dim=-1)
+    nll = -log_probs.gather(1, task.labels.to(full.device)[:, None])[:, 0]
+    measures = {
+        "restricted_loss": float("nan"),
+        "excluded_loss": float("nan"),
+        "train_loss": float(nll[task.train_idx.to(full.device)].mean()),
+        "test_loss": float(nll[task.test_idx.to(full.device)].mean()),
+        "weight_norm_sq": weight_norm_sq(model),
+    }
+    indexing = group_indexing(p, task.op)
+    if indexing.sign is None:
+        return measures
+    logits = group_grid(grid.logits, indexing.residues)
+    labels = group_law_labels(indexing)
+    train_a, train_b = task.a[task.train_idx], task.b[task.train_idx]
+    i, j = indexing.position[train_a], indexing.position[train_b]
+    pairs = (i * indexing.n + j)[(i >= 0) & (j >= 0)]  # mul/div: pairs with a zero have no log
+    measures["restricted_loss"] = restricted_loss(logits, labels, key_freqs, indexing.sign)
+    measures["excluded_loss"] = excluded_loss(logits, labels, key_freqs, pairs, indexing.sign)
+    return measures

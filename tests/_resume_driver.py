@@ -1,0 +1,33 @@
+"""Run `grokinterp train ...` with slow fsyncs, for the kill/resume tests (not a test itself).
+
+    python tests/_resume_driver.py FSYNC_DELAY_S train --out DIR [--resume] --KEY=VALUE ...
+
+Every fsync of a regular file sleeps FSYNC_DELAY_S first, so a large share of the wall
+time is spent between a temp file's creation and its rename: a kill at a random moment
+often lands inside a checkpoint write. Nothing in grokinterp is changed; only `os.fsync`,
+which `grokinterp.runs.atomic_write_bytes` calls, is wrapped. Prints READY once the
+imports are done (the slow part of a start), then runs the real CLI entry point.
+"""
+
+import os
+import stat
+import sys
+import time
+
+delay = float(sys.argv[1])
+_fsync = os.fsync
+
+
+def slow_fsync(fd):
+    if delay > 0 and stat.S_ISREG(os.fstat(fd).st_mode):
+        time.sleep(delay)
+    return _fsync(fd)
+
+
+os.fsync = slow_fsync
+
+import grokinterp.launch  # noqa: E402,F401  (the slow import, before READY)
+from grokinterp.cli import main  # noqa: E402
+
+print("READY", os.getpid(), flush=True)
+sys.exit(main(sys.argv[2:]))

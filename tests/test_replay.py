@@ -1,0 +1,247 @@
+"""The replay engine on a real (tiny) trained run: values, cache reuse, resume, versions, workers, errors."""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grokinterp.analysis import ReplayResult, get_analysis, register_analysis, replay, select_steps
+from grokinterp.analysis._replay import _REGISTRY
+from grokinterp.config import preset
+from grokinterp.launch import train_run
+from grokinterp.runs import Run
+
+CALLS: collections.Counter = collections.Counter()
+FAIL_ON_CALL: dict[str, int] = {}  # analysis name -> raise on this call number (1-based)
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def _count(name: str) -> None:
+    CALLS[name] += 1
+    if FAIL_ON_CALL.get(name) == CALLS[name]:
+        raise Interrupted(f"{name} interrupted on call {CALLS[name]}")
+
+
+@register_analysis("t_embed", version=1)
+def t_embed(model, task, context):
+    """Norm of the embedding and the logit of the first pair's answer (a real function of the weights)."""
+    _count("t_embed")
+    with torch.no_grad():
+        logits = model(task.tokens[:4])[:, -1]
+        return {"embed_norm": float(model.W_E.norm()), "logits": logits.numpy(), "argmax": logits.argmax(-1).numpy()}
+
+
+def _final_embed_norm(run):
+    return {"final_norm": np.float32(run.model(run.steps[-1]).W_E.detach().norm().item()), "from_step": run.steps[-1]}
+
+
+@register_analysis("t_relative", version=1, prepare=_final_embed_norm)
+def t_relative(model, task, context):
+    """Embedding norm relative to the final checkpoint's (uses the prepared context)."""
+    _count("t_relative")
+    return {"ratio": model.W_E.detach().norm().item() / context["final_norm"]}
+
+
+@register_analysis("t_series", version=1, kind="series")
+def t_series(metrics):
+    """Running minimum of the train loss."""
+    _count("t_series")
+    return {"best_train_loss": np.minimum.accumulate(metrics["train_loss"])}
+
+
+def tiny_run(tmp_path_factory) -> Path:
+    """One tiny trained run per test session (p 23, 200 steps, a checkpoint every 40), shared read-only."""
+    path = tmp_path_factory.getbasetemp() / "tiny_run"
+    if not (path / "summary.json").is_file():
+        config = preset("quick", task__p=23, train__steps=200, train__ckpt_every=40, train__state_every=40,
+                        model__d_model=32, model__d_mlp=64, model__d_head=8)
+        train_run(config, path, progress=False)
+    return path
+
+
+@pytest.fixture
+def run_path(tmp_path_factory, tmp_path) -> Path:
+    """A private copy of the tiny run (each test fills its own cache)."""
+    return Path(shutil.copytree(tiny_run(tmp_path_factory), tmp_path / "run", ignore=shutil.ignore_patterns("analysis")))
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    CALLS.clear()
+    FAIL_ON_CALL.clear()
+    saved = dict(_REGISTRY)
+    yield
+    _REGISTRY.clear()
+    _REGISTRY.update(saved)
+
+
+def test_values_match_direct_computation(run_path):
+    run = Run(run_path)
+    result = replay(run, ["t_embed", "t_relative"], progress=False)
+    assert list(result.steps) == run.steps == [0, 40, 80, 120, 160, 200]
+    final = run.model(run.steps[-1]).W_E.detach().norm().item()
+    for i, step in enumerate(run.steps):
+        model = run.model(step)
+        assert result["t_embed"]["embed_norm"][i] == pytest.approx(model.W_E.detach().norm().item(), rel=1e-6)
+        with torch.no_grad():
+            np.testing.assert_allclose(result["t_embed"]["logits"][i], model(run.task.tokens[:4])[:, -1].numpy(),
+                                       rtol=1e-5, atol=1e-6)
+        assert result["t_relative"]["ratio"][i] == pytest.approx(model.W_E.detach().norm().item() / final, rel=1e-6)
+    assert result["t_embed"]["logits"].shape == (6, 4, 23) and result["t_embed"]["embed_norm"].shape == (6,)
+    assert result["t_embed"]["argmax"].dtype == np.int64
+    assert result["t_relative"]["ratio"][-1] == pytest.approx(1.0)
+    assert result.context["t_relative"]["from_step"] == 200
+    assert result.at("t_embed", 80)["embed_norm"] == result["t_embed"]["embed_norm"][2]
+    assert (run_path / "analysis/t_embed/v1/step_0000040.safetensors").is_file()
+    assert json.loads((run_path / "analysis/t_relative/v1/prepare.json").read_text())["context"]["from_step"] == 200
+
+
+def test_second_replay_computes_nothing(run_path):
+    first = replay(run_path, ["t_embed", "t_relative", "t_series"], progress=False)
+    assert CALLS == {"t_embed": 6, "t_relative": 6, "t_series": 1}
+    assert first.computed == {"t_embed": 6, "t_relative": 6, "t_series": 1}
+    CALLS.clear()
+    second = replay(run_path, ["t_embed", "t_relative", "t_series"], progress=False)
+    assert sum(CALLS.values()) == 0
+    assert second.computed == {"t_embed": 0, "t_relative": 0, "t_series": 0}
+    for name in first:
+        for key in first[name]:
+            np.testing.assert_array_equal(first[name][key], second[name][key])
+            assert first[name][key].dtype == second[name][key].dtype
+
+
+def test_interrupted_replay_resumes_with_missing_steps_only(run_path):
+    FAIL_ON_CALL["t_embed"] = 4  # the 4th checkpoint (step 120) raises
+    with pytest.raises(Interrupted):
+        replay(run_path, ["t_embed"], progress=False)
+    cached = sorted(p.name for p in (run_path / "analysis/t_embed/v1").glob("step_*"))
+    assert cached == ["step_0000000.safetensors", "step_0000040.safetensors", "step_0000080.safetensors"]
+    CALLS.clear()
+    FAIL_ON_CALL.clear()
+    result = replay(run_path, ["t_embed"], progress=False)
+    assert CALLS["t_embed"] == 3 and result.computed["t_embed"] == 3  # steps 120, 160, 200
+    reference = replay(Path(shutil.copytree(run_path, run_path.parent / "fresh", ignore=shutil.ignore_patterns("analysis"))),
+                       ["t_embed"], progress=False)
+    np.testing.assert_array_equal(result["t_embed"]["embed_norm"], reference["t_embed"]["embed_norm"])
+
+
+def test_corrupted_cache_file_is_recomputed(run_path):
+    replay(run_path, ["t_embed"], progress=False)
+    path = run_path / "analysis/t_embed/v1/step_0000080.safetensors"
+    path.write_bytes(path.read_bytes()[:40])
+    CALLS.clear()
+    result = replay(run_path, ["t_embed"], progress=False)
+    assert CALLS["t_embed"] == 1 and result.computed["t_embed"] == 1
+
+
+def test_version_bump_recomputes_and_old_version_stays_cached(run_path):
+    replay(run_path, ["t_embed"], progress=False)
+    register_analysis("t_embed", version=2)(t_embed)
+    CALLS.clear()
+    replay(run_path, ["t_embed"], progress=False)
+    assert CALLS["t_embed"] == 6
+    assert len(list((run_path / "analysis/t_embed/v2").glob("step_*"))) == 6
+    register_analysis("t_embed", version=1)(t_embed)
+    CALLS.clear()
+    replay(run_path, ["t_embed"], progress=False)
+    assert CALLS["t_embed"] == 0
+
+
+def test_changed_context_recomputes_dependent_steps(run_path):
+    first = replay(run_path, ["t_relative", "t_embed"], progress=False)
+    (run_path / "ckpt/step_0000200.safetensors").unlink()  # the last checkpoint changes: so does the context
+    CALLS.clear()
+    second = replay(run_path, ["t_relative", "t_embed"], progress=False)
+    assert CALLS == {"t_relative": 5}  # t_embed has no context: its cache stays valid
+    assert second.context["t_relative"]["from_step"] == 160
+    assert second["t_relative"]["ratio"][-1] == pytest.approx(1.0)
+    assert not np.allclose(second["t_relative"]["ratio"], first["t_relative"]["ratio"][:-1])
+
+
+def test_step_selection(run_path):
+    result = replay(run_path, ["t_embed"], stride=3, progress=False)
+    assert list(result.steps) == [0, 120, 200]  # every third, and the last
+    result = replay(run_path, ["t_embed"], start=60, stop=160, progress=False)
+    assert list(result.steps) == [80, 120, 160]
+    assert CALLS["t_embed"] == 5
+    result = replay(run_path, ["t_embed", "t_series"], steps=[160, 40], progress=False)
+    assert list(result.steps) == [40, 160] and result["t_embed"]["embed_norm"].shape == (2,)
+    series = replay(run_path, ["t_series"], start=10, stop=20, progress=False)
+    assert list(series.steps_of("t_series")) == list(range(10, 21))
+    metrics = Run(run_path).metrics
+    np.testing.assert_array_equal(series["t_series"]["best_train_loss"],
+                                  np.minimum.accumulate(metrics["train_loss"])[10:21])
+
+
+def test_select_steps_errors():
+    available = [0, 50, 100]
+    with pytest.raises(ValueError, match=r"steps \[75\] have no checkpoint; the run has 3 checkpoints from 0 to 100"):
+        select_steps(available, steps=[50, 75])
+    with pytest.raises(ValueError, match="start=100 is after stop=50"):
+        select_steps(available, start=100, stop=50)
+    with pytest.raises(ValueError, match="no checkpoint in the range start=60, stop=90"):
+        select_steps(available, start=60, stop=90)
+    with pytest.raises(ValueError, match="stride=0 must be a positive integer"):
+        select_steps(available, stride=0)
+    with pytest.raises(ValueError, match="no checkpoints"):
+        select_steps([])
+
+
+def test_unknown_analysis_lists_valid_names(run_path):
+    with pytest.raises(ValueError, match=r"unknown analysis 'spectrum'; registered analyses: \[.*'t_embed'.*\]"):
+        replay(run_path, ["spectrum"], progress=False)
+    with pytest.raises(ValueError, match="workers=0"):
+        replay(run_path, ["t_embed"], workers=0, progress=False)
+    with pytest.raises(ValueError, match="kind='snapshot' is not valid"):
+        register_analysis("x", kind="snapshot")
+
+
+def test_inconsistent_shapes_raise_naming_the_analysis(run_path):
+    @register_analysis("t_bad", version=1)
+    def t_bad(model, task, context):
+        CALLS["t_bad"] += 1
+        return {"x": np.zeros(CALLS["t_bad"])}
+
+    with pytest.raises(ValueError, match="analysis 't_bad' gave keys/shapes .* at step 40 .* bump its version"):
+        replay(run_path, ["t_bad"], progress=False)
+
+
+def test_workers_give_identical_arrays(run_path):
+    serial = replay(run_path, ["t_embed", "t_relative"], progress=False)
+    parallel_path = Path(shutil.copytree(run_path, run_path.parent / "par", ignore=shutil.ignore_patterns("analysis")))
+    parallel = replay(parallel_path, ["t_embed", "t_relative"], workers=2, progress=False)
+    assert isinstance(parallel, ReplayResult)
+    assert parallel.computed == {"t_embed": 6, "t_relative": 6}
+    assert CALLS["t_embed"] == 6  # the serial replay only: the parallel one ran in the workers
+    for name in serial:
+        for key in serial[name]:
+            np.testing.assert_array_equal(serial[name][key], parallel[name][key])
+    assert len(list((parallel_path / "analysis/t_embed/v1").glob("step_*"))) == 6  # workers wrote the cache
+
+
+def test_standard_analyses_match_the_math(run_path):
+    fourier = pytest.importorskip("grokinterp.analysis._fourier")
+    progress = pytest.importorskip("grokinterp.analysis._progress")
+    run = Run(run_path)
+    result = replay(run, steps=[80, 200], progress=False)
+    assert list(result) == ["spectra", "progress"]
+    final = run.model(200)
+    key_freqs = [int(k) for k in fourier.key_frequencies(final, run.task)]
+    assert result.context["progress"]["key_freqs"] == key_freqs
+    with torch.no_grad():
+        direct = fourier.checkpoint_spectra(run.model(80), run.task)
+        measures = progress.progress_measures(run.model(80), run.task, key_freqs)
+    for key, value in direct.items():
+        np.testing.assert_allclose(result["spectra"][key][0], np.asarray(value), rtol=1e-6, atol=1e-7)
+    for key, value in measures.items():
+        np.testing.assert_allclose(result["progress"][key][0], np.asarray(value), rtol=1e-6, atol=1e-7)
+    assert get_analysis("progress").prepare is not None
