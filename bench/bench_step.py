@@ -276,7 +276,9 @@ def bench_step(args, table: Table) -> None:
         ref_name = f"TL {tl3.ready['transformer_lens_version']} HookedTransformer"
         table.add("ms/step grokinterp (last position only)", fmt_ms(wall["fast"]), f"{fmt_ms(wall['tl3'])} {ref_name}")
         ratio = min(wall["tl3"]) / fast
-        table.add("speed-up TL 3.9 / grokinterp", f"{ratio:.2f}x", f">= {TARGET_RATIO:.0f}x", verdict(ratio >= TARGET_RATIO))
+        busy = max(loads) > os.cpu_count() + 0.5
+        table.add("speed-up TL 3.9 / grokinterp", f"{ratio:.2f}x" + (" (machine busy: unreliable)" if busy else ""),
+                  f">= {TARGET_RATIO:.0f}x", verdict(ratio >= TARGET_RATIO))
     else:
         table.add("ms/step grokinterp (last position only)", fmt_ms(wall["fast"]),
                   f"{fmt_ms(wall['full'])} plain all-positions (our full forward; NOT TL 3.9)")
@@ -296,9 +298,12 @@ def bench_step(args, table: Table) -> None:
         ref1 = "tl3_1t" if "tl3_1t" in cpu else "full_1t"
         label = "TL 3.9" if ref1 == "tl3_1t" else "plain all-positions (NOT TL 3.9)"
         table.add("CPU ms/step on 1 thread, grokinterp (load-robust check)", fmt_ms(cpu["fast_1t"]),
-                  f"{fmt_ms(cpu[ref1])} {label}: {min(cpu[ref1]) / min(cpu['fast_1t']):.2f}x")
+                  f"{fmt_ms(cpu[ref1])} {label}")
+        ratio1 = min(cpu[ref1]) / min(cpu["fast_1t"])
+        table.add(f"speed-up on 1 thread, CPU time, {label} / grokinterp", f"{ratio1:.2f}x",
+                  f">= {TARGET_RATIO:.0f}x (cross-check)", verdict(ratio1 >= TARGET_RATIO) if ref1 == "tl3_1t" else "n/a")
     table.add("load average (1 min) during the repeats", f"{min(loads):.2f}..{max(loads):.2f}",
-              f"{os.cpu_count()} CPUs")
+              f"{os.cpu_count()} CPUs", "info" if max(loads) <= os.cpu_count() + 0.5 else "BUSY")
 
 
 def like_for_like(table: Table, base: Transformer, tokens, labels, ready: dict, tl3_grads: dict) -> None:
@@ -411,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps([dict(zip(("bench", "measured", "reference", "result"), r))
                                          for r in table.rows], indent=1))
+    if any(r[3] == "BUSY" for r in table.rows):
+        print("note: the load average exceeded the CPU count while timing: other processes shared the cores, so the "
+              "wall-clock ms/step are inflated (2 threads suffer most); the 1-thread CPU-time rows are the load-robust check")
     if table.failed:
         print("FAIL: " + "; ".join(table.failed))
     return 1 if (args.strict and table.failed) else 0

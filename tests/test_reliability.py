@@ -159,68 +159,68 @@ N_KILLS = 10
 FSYNC_DELAY = 0.05  # seconds added to every file fsync: most of a save's time is inside the write
 
 
-def _wait_for_new_temp(run_dir: Path, proc: subprocess.Popen, stale: set[str], nth: int, timeout: float = 30.0) -> bool:
-    """Until the `nth` new temp file appears in ckpt/ or state/ (a checkpoint or state write in progress)."""
+def _wait_for_writes(run_dir: Path, proc: subprocess.Popen, stale: set[str], n: int, timeout: float = 60.0) -> bool:
+    """Until the `n`-th new checkpoint or state write has begun (its temp file appeared in ckpt/ or state/)."""
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+    while len(seen) < n:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            return False
         for folder in (run_dir / "ckpt", run_dir / "state"):
             try:
                 names = os.listdir(folder)
             except FileNotFoundError:
                 continue
-            seen.update(n for n in names if TEMP_RE.match(n) and n not in stale)
-        if len(seen) >= nth:
-            return True
+            seen.update(name for name in names if TEMP_RE.match(name) and name not in stale)
         time.sleep(0.002)
-    return False
+    return True
 
 
 def test_sigkill_resume_is_bit_identical(reference, tmp_path):
+    """Kill moments are random but tied to progress, not to the clock (so a loaded machine changes
+    nothing): after `n` checkpoint/state writes have begun (n random, 0: right after start-up), either
+    at once, which lands inside that write (its fsync sleeps FSYNC_DELAY), or after a random delay."""
     out = tmp_path / "run"
     rng = random.Random(31337)
-    modes = ["random", "write"] * (N_KILLS // 2)
+    modes = ["in-write", "delay"] * (N_KILLS // 2)
     rng.shuffle(modes)
-    kills = []  # (mode, newest state step before the kill, temp files left by the kill)
+    kills = []  # (mode, writes waited for, newest state before the kill, temp files the kill left)
     started = time.monotonic()
     for i, mode in enumerate(modes):
         newest = (list_steps(out / "state") or [0])[-1]
-        if newest >= 0.8 * CONFIG.train.steps:  # keep the run from finishing before every kill is spent
-            mode = "write"
+        near_end = newest >= 0.75 * CONFIG.train.steps  # keep the run from finishing before every kill is spent
+        n = 1 if near_end else rng.randint(0 if mode == "delay" else 1, 8)
         stale = {p.name for p in temp_files(out)}
         log = tmp_path / f"kill{i}.log"
         proc = driver(out, FSYNC_DELAY, *(["--resume"] if i else []), log=log)
         try:
             wait_ready(proc, log)
-            if mode == "random":  # anywhere: lock, resume, training steps, writes
-                time.sleep(rng.uniform(0.0, 1.5))
-            else:  # inside a checkpoint or state write: a new temp file exists, its fsync is sleeping
-                nth = 1 if newest >= 0.8 * CONFIG.train.steps else rng.randint(1, 4)
-                assert _wait_for_new_temp(out, proc, stale, nth), f"no checkpoint write seen: {log.read_text()[-2000:]}"
-                time.sleep(rng.uniform(0.0, 0.5 * FSYNC_DELAY))
+            assert _wait_for_writes(out, proc, stale, n), f"kill {i}: write {n} never began: {log.read_text()[-2000:]}"
+            time.sleep(rng.uniform(0.0, 0.5 * FSYNC_DELAY) if mode == "in-write" else rng.uniform(0.0, 0.3))
             assert proc.poll() is None, f"run finished before kill {i + 1} of {N_KILLS}: {log.read_text()[-2000:]}"
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert proc.returncode == -signal.SIGKILL
         left = [p.relative_to(out) for p in temp_files(out) if p.name not in stale]
-        kills.append((mode, newest, left))
+        kills.append((mode, n, newest, left))
         assert_consistent(out)  # a kill never leaves a visible half-written file
 
     final = subprocess.run(cli("train", "--no-progress", "--resume", "--out", out, *ARGS), capture_output=True,
-                           text=True, env=ENV, timeout=180)
+                           text=True, env=ENV, timeout=300)
     assert final.returncode == 0, final.stderr
     elapsed = time.monotonic() - started
 
-    in_ckpt_write = [k for k in kills if any(p.parts[0] in ("ckpt", "state") for p in k[2])]
-    summary = "; ".join(f"{m}@{s}:{[str(p) for p in left]}" for m, s, left in kills)
+    report = "; ".join(f"{m}(n={n})@state {s}: {[str(p) for p in left]}" for m, n, s, left in kills)
+    in_ckpt_write = [k for k in kills if any(p.parts[0] in ("ckpt", "state") for p in k[3])]
+    aimed = [k for k in kills if k[0] == "in-write"]
     assert len(kills) >= 10
-    assert len(in_ckpt_write) >= 3, f"too few kills inside a checkpoint write: {summary}"
-    write_kills = [k for k in kills if k[0] == "write"]
-    assert sum(k in in_ckpt_write for k in write_kills) >= 0.6 * len(write_kills), summary
-    assert len({s for _, s, _ in kills}) >= 3, f"the run never progressed between kills: {summary}"
+    assert len(in_ckpt_write) >= 3, f"too few kills inside a checkpoint write: {report}"
+    assert sum(k in in_ckpt_write for k in aimed) >= 0.6 * len(aimed), f"kills aimed at writes missed: {report}"
+    assert len({k[2] for k in kills}) >= 4, f"too little progress between kills: {report}"
     assert_same_run(out, reference)
-    print(f"\n{len(kills)} kills in {elapsed:.1f} s, {len(in_ckpt_write)} inside a checkpoint/state write: {summary}")
+    print(f"\n{len(kills)} kills + final resume in {elapsed:.1f} s; {len(in_ckpt_write)} inside a checkpoint/state "
+          f"write: {report}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -327,20 +327,34 @@ BAD = {
 }
 
 
+def run_cli_cases(cases: dict[str, tuple[list[str], Path]], tmp_path: Path, fresh: str) -> dict[str, dict]:
+    """Each case `name: (argv, cwd)` as its own process: case `fresh` as a fresh `python -m grokinterp.cli`
+    (start-up included), all the others forked from tests/_cli_cases.py (one import for all), concurrently."""
+    spec = tmp_path / "cases.json"
+    names = [name for name in cases if name != fresh]
+    spec.write_text(json.dumps([{"argv": [str(a) for a in cases[name][0]], "cwd": str(cases[name][1])} for name in names]))
+    helper = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_cli_cases.py")), str(spec),
+                               str(tmp_path / "results.json")], env=ENV, stderr=subprocess.PIPE, text=True)
+    argv, cwd = cases[fresh]
+    single = subprocess.run(cli(*argv), cwd=cwd, capture_output=True, text=True, env=ENV, timeout=180)
+    assert helper.wait(timeout=180) == 0, helper.stderr.read()
+    results = dict(zip(names, json.loads((tmp_path / "results.json").read_text())))
+    results[fresh] = {"code": single.returncode, "stdout": single.stdout, "stderr": single.stderr}
+    return results
+
+
 def test_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path):
-    procs = {}
+    cases = {}
     for name, (args, _) in BAD.items():
-        cwd = tmp_path / name
-        cwd.mkdir()
-        procs[name] = subprocess.Popen(cli("train", "--no-progress", "--out", cwd / "out", *args), cwd=cwd,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=120)
+        (tmp_path / name).mkdir()
+        cases[name] = (["train", "--no-progress", "--out", tmp_path / name / "out", *args], tmp_path / name)
+    results = run_cli_cases(cases, tmp_path, fresh="not-prime")
+    for name, result in results.items():
         key = BAD[name][1]
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        assert proc.returncode == 2, (name, stderr)
-        assert len(lines) == 1 and "error" in lines[0] and key in lines[0], (name, stderr)
-        assert stdout == "", (name, stdout)
+        lines = [line for line in result["stderr"].splitlines() if line.strip()]
+        assert result["code"] == 2, (name, result)
+        assert len(lines) == 1 and "error" in lines[0] and key in lines[0], (name, result)
+        assert result["stdout"] == "", (name, result)
         assert list((tmp_path / name).iterdir()) == [], f"{name}: something was written"
 
 
@@ -412,19 +426,19 @@ def test_resume_with_a_different_config_is_refused_and_touches_nothing(reference
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     before = snapshot(out)
-    cases = {
+    expected = {
         "lr": (["--resume", "--optim.lr=0.02"], 2, ["optim.lr", "0.01 -> 0.02", "--resume"]),
         "steps": (["--resume", "--train.steps=400"], 2, ["train.steps", "290 -> 400"]),
         "no-resume": ([], 1, ["already holds a run", "--resume"]),
     }
-    procs = {name: subprocess.Popen(cli("train", "--no-progress", "--out", out, *ARGS, *args), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, env=ENV) for name, (args, _, _) in cases.items()}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=120)
-        _, code, words = cases[name]
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        assert proc.returncode == code, (name, stderr)
-        assert len(lines) == 1 and all(w in lines[0] for w in words), (name, stderr)
+    cases = {name: (["train", "--no-progress", "--out", out, *ARGS, *args], tmp_path)
+             for name, (args, _, _) in expected.items()}
+    results = run_cli_cases(cases, tmp_path, fresh="lr")
+    for name, result in results.items():
+        _, code, words = expected[name]
+        lines = [line for line in result["stderr"].splitlines() if line.strip()]
+        assert result["code"] == code, (name, result)
+        assert len(lines) == 1 and all(w in lines[0] for w in words), (name, result)
     after = snapshot(out)
     # the refused resumes touch nothing at all; plain `train` into a run may rewrite LOCK's pid hint, nothing else
     assert {k: v for k, v in after.items() if k != "LOCK"} == {k: v for k, v in before.items() if k != "LOCK"}

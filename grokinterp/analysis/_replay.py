@@ -99,12 +99,13 @@ def register_analysis(name: str, version: int = 1, kind: str = "checkpoint", pre
 
 def _load_standard() -> None:
     """Register the standard analyses on first use (their math lives in modules imported there)."""
-    if all(n in _REGISTRY for n in STANDARD_ANALYSES) or _STANDARD_IMPORT_ERROR:
+    if all(n in _REGISTRY for n in STANDARD_ANALYSES):
         return
     try:
         importlib.import_module("grokinterp.analysis._standard")
-    except ImportError as e:
-        _STANDARD_IMPORT_ERROR.append(f"{type(e).__name__}: {e}")
+        _STANDARD_IMPORT_ERROR.clear()
+    except ImportError as e:  # retried on the next lookup
+        _STANDARD_IMPORT_ERROR[:] = [f"{type(e).__name__}: {e}"]
 
 
 def available_analyses() -> list[str]:

@@ -1,0 +1,102 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import grokinterp.runs as runs_module
+from grokinterp.cli import main
+from grokinterp.config import all_keys
+from grokinterp.runs import Run, RunError
+from grokinterp.train import build_model
+
+
+def test_run_directory_layout(tiny_run):
+    files = {p.name for p in tiny_run.path.iterdir()}
+    assert {"config.json", "split.safetensors", "metrics.csv", "summary.json", "ckpt", "state", "LOCK"} <= files
+    meta = json.loads((tiny_run.path / "config.json").read_text())
+    assert meta["versions"]["torch"] == torch.__version__ and "transformer-lens" in meta["versions"]
+    assert meta["versions"]["threads"] >= 1
+    assert not list(tiny_run.path.rglob("*.tmp"))
+
+
+def test_checkpoint_schedule_and_metrics_are_dense(tiny_run):
+    final = tiny_run.summary["final_step"]
+    every = tiny_run.config.train.ckpt_every
+    assert tiny_run.steps == sorted(set(range(0, final + 1, every)) | {final})
+    m = tiny_run.metrics
+    assert np.array_equal(m["step"], np.arange(final + 1))  # one row per step
+    assert {"train_loss", "train_acc", "test_loss", "test_acc", "weight_norm_sq", "grad_norm", "lr",
+            "mom_grad_cos", "wnorm_sq/embed.W_E"} <= set(m)
+    evaluated = ~np.isnan(m["test_acc"])
+    assert np.array_equal(np.flatnonzero(evaluated)[:-1], np.arange(0, final, 5))
+    with open(tiny_run.path / "metrics.csv") as f:  # readable without grokinterp
+        header = next(csv.reader(f))
+    assert header[0] == "step"
+
+
+def test_loaded_model_reproduces_the_recorded_metrics(tiny_run):
+    step = tiny_run.steps[len(tiny_run.steps) // 2]
+    model = tiny_run.model(step)
+    task = tiny_run.task
+    with torch.no_grad():
+        acc = (model(task.train_tokens)[:, -1].argmax(-1) == task.train_labels).float().mean().item()
+        norm = sum(p.pow(2).sum().item() for p in model.parameters())
+    assert acc == pytest.approx(tiny_run.metrics["train_acc"][step])
+    assert norm == pytest.approx(tiny_run.metrics["weight_norm_sq"][step], rel=1e-5)
+
+
+def test_checkpoint_is_exactly_a_hooked_transformer_state_dict(tiny_run):
+    sd = tiny_run.state_dict(tiny_run.steps[-1])
+    reference = build_model(tiny_run.config).state_dict()
+    assert list(sorted(sd)) == sorted(reference)
+    assert all(sd[k].shape == reference[k].shape for k in sd)
+
+
+def test_reading_one_step_reads_one_file(tiny_run, monkeypatch):
+    opened = []
+    real = runs_module.load_file
+    monkeypatch.setattr(runs_module, "load_file", lambda path: opened.append(str(path)) or real(path))
+    tiny_run.model(tiny_run.steps[3])
+    assert opened == [str(tiny_run.path / "ckpt" / "step_0000060.safetensors")]
+
+
+def test_optimizer_state_holds_adam_moments(tiny_run):
+    step = tiny_run.state_steps[-1]
+    state = tiny_run.optimizer_state(step)
+    assert int(state["trainer/step"]) == step
+    assert state["optim/blocks.0.mlp.W_in/exp_avg_sq"].shape == (32, 64)
+    assert float(state["optim/blocks.0.mlp.W_in/step"]) == step
+
+
+def test_missing_steps_and_folders_are_clear_errors(tiny_run, tmp_path):
+    with pytest.raises(RunError, match="no checkpoint at step 7"):
+        tiny_run.model(7)
+    with pytest.raises(RunError, match="not a run directory"):
+        Run(tmp_path)
+
+
+def test_help_documents_every_config_key(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for key, _, _ in all_keys():
+        assert f"--{key}" in out
+
+
+def test_print_config_applies_overrides(capsys):
+    assert main(["train", "--preset", "nanda", "--optim.lr=3e-4", "--task.op", "mul", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["optim"]["lr"] == 3e-4 and config["task"]["op"] == "mul" and config["task"]["p"] == 113
+
+
+def test_cli_misuse_exits_2(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["train", "--out", str(out), "--optim.lrr=1"]) == 2
+    assert "optim.lrr" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
