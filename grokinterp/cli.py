@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, all_keys, apply_overrides, parse_literal, preset
+from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_literal, preset
 
 EXIT_USAGE = 2
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "analyze":
             return _cmd_analyze(args)
         for name, overrides in PRESETS.items():
-            print(f"{name}: {json.dumps(overrides)}")
+            print(f"{name}: {PRESET_NOTES[name]}\n    {json.dumps(overrides)}")
         return 0
     except ConfigError as e:
         print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
