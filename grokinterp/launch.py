@@ -82,17 +82,25 @@ def _check_resumable(out: Path, config: RunConfig) -> None:
         diff = [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a if isinstance(a[s], dict) for k in a[s]
                 if k in b.get(s, {}) and a[s][k] != b[s][k] and s != "plugins"]
         raise ConfigError(f"--resume with a config that differs from {out}/config.json ({'; '.join(diff) or 'plugins'}); "
-                       "drop the overrides to resume as it was")
+                          "drop the overrides to resume as it was")
 
 
-def _latest_resume_point(out: Path) -> tuple[int, dict, dict] | None:
-    """The newest step with both a loadable checkpoint and a loadable state (a corrupt newest one is skipped)."""
+def _latest_resume_point(out: Path) -> tuple[int, dict, dict, list[dict]] | None:
+    """The newest step with a loadable checkpoint, a loadable state and the metrics of every step before it
+    (a corrupt newest one, or one whose metrics.csv rows are missing, is skipped); with those rows."""
+    metrics = read_metrics_csv(out / "metrics.csv") if (out / "metrics.csv").is_file() else []
+    recorded = {int(r["step"]) for r in metrics}
     both = sorted(set(list_steps(out / "ckpt")) & set(list_steps(out / "state")), reverse=True)
     for step in both:
+        if not recorded.issuperset(range(step)):
+            continue
         try:
-            return step, load_tensors(out / "ckpt" / step_filename(step)), load_tensors(out / "state" / step_filename(step))
+            model_state = load_tensors(out / "ckpt" / step_filename(step))
+            trainer_state = load_tensors(out / "state" / step_filename(step))
         except RunError:
             continue
+        rows = [{k: (int(v) if k == "step" else v) for k, v in r.items()} for r in metrics if r["step"] < step]
+        return step, model_state, trainer_state, rows
     return None
 
 
@@ -108,7 +116,9 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
         _check_resumable(out, config)  # read-only: a refused resume touches nothing
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
-    with RunLock(out):  # first: a second writer is told about the first, and `exists` cannot change under us
+    # The lock first: a second writer is told about the first, and `exists` cannot change under us.
+    # fork_rng: training seeds (or, resuming, restores) the global RNG; the caller's is given back after.
+    with RunLock(out), torch.random.fork_rng(devices=[]):
         exists = (out / "config.json").is_file()
         if exists and not resume:
             raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
@@ -119,21 +129,24 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
             # config.json last: it marks a run, so a kill before it leaves a folder that a resume starts afresh
             task = make_task(config.task)
             save_tensors(out / "split.safetensors", {"train_idx": task.train_idx, "test_idx": task.test_idx})
-            atomic_write_json(out / "config.json", {"config": config.to_dict(), "versions": versions()})
+            atomic_write_json(out / "config.json", {"config": config.to_dict(), "versions": versions()},
+                              sort_keys=False)  # plug-in order matters
         else:
             split = load_tensors(out / "split.safetensors")
             task = make_task(config.task, (split["train_idx"], split["test_idx"]))
+        # torch seeds its global RNG at random at start-up: seed it from the config so that the RNG state a
+        # state file records, and anything drawing from it, is a function of config.json (the plug-ins'
+        # generator uses model.seed; +1 keeps the two streams apart)
+        torch.manual_seed(config.model.seed + 1)
         trainer = make_trainer(config, task)
         rows: list[dict] = []
         wall_before = 0.0
         point = _latest_resume_point(out) if resume and exists else None
         if point is not None:
-            step, model_state, trainer_state = point
+            step, model_state, trainer_state, rows = point
             trainer.model.load_state_dict(model_state, strict=True)
             trainer.load_state_dict(trainer_state)
             wall_before = float(trainer_state.get("trainer/wall_time_s", torch.tensor(0.0)))
-            rows = [r for r in read_metrics_csv(out / "metrics.csv") if r["step"] < step] if (out / "metrics.csv").is_file() else []
-            rows = [{k: (int(v) if k == "step" else v) for k, v in r.items()} for r in rows]
         atomic_write_json(out / "summary.json", {"status": "running", "final_step": trainer.step})
         return _loop(trainer, out, rows, wall_before, progress)
 

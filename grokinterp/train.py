@@ -82,6 +82,8 @@ def register_plugin(name: str):
 
 
 def build_plugins(config: RunConfig) -> list[Plugin]:
+    from . import plugins as _builtin  # noqa: F401  (registers the built-in plug-ins; they import this module)
+
     plugins = []
     for name, kwargs in config.plugins.items():
         if name not in PLUGINS:
@@ -204,9 +206,9 @@ class Trainer:
             return row
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        row.update(self._gradient_metrics())  # the raw gradient, before any filter rewrites it
         for plugin in self.plugins:
             plugin.after_backward(self)
-        row.update(self._gradient_metrics())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
@@ -256,7 +258,8 @@ class Trainer:
         self.step = int(state["trainer/step"])
         for name, param in self.params.items():
             prefix = f"optim/{name}/"
-            entries = {k[len(prefix):]: v.clone() for k, v in state.items() if k.startswith(prefix)}
+            entries = {k[len(prefix):]: (v.clone() if k.endswith("/step") else v.to(param.device, copy=True))
+                       for k, v in state.items() if k.startswith(prefix)}
             if entries:
                 self.optimizer.state[param] = entries
         torch.set_rng_state(state["rng/torch"])

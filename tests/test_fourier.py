@@ -10,6 +10,7 @@ from grokinterp.analysis._fourier import (
     basis_frequencies,
     basis_names,
     checkpoint_spectra,
+    diagonal_sums,
     embedding_spectrum,
     fourier_basis,
     frequency_energy,
@@ -81,6 +82,18 @@ def test_known_frequencies_come_back_exactly():
     # Amplitude A of a cosine over Z_p has norm A sqrt(p / 2).
     assert norms[5].item() == pytest.approx(3 * math.sqrt(p / 2), rel=1e-9)
     assert norms[41].item() == pytest.approx(0.5 * math.sqrt(p / 2), rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_diagonal_sums_match_brute_force(n, generator):
+    grid = torch.randn(n, n, 3, 2, generator=generator, dtype=torch.float64)
+    for sign in (1, -1):
+        expected = torch.zeros(n, 3, 2, dtype=torch.float64)
+        for i in range(n):
+            for j in range(n):
+                expected[(i + sign * j) % n] += grid[i, j]
+        assert torch.allclose(diagonal_sums(grid, sign), expected, atol=1e-12)
+    assert diagonal_sums(grid[..., 0, 0]).shape == (n,)
 
 
 def pair_energy_by_basis(grid: torch.Tensor) -> torch.Tensor:

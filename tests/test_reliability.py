@@ -60,7 +60,7 @@ def cli(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "grokinterp.cli", *map(str, args)]
 
 
-def driver(out: Path, fsync_delay: float, *args: str | Path, log: Path) -> subprocess.Popen:
+def driver(out: Path, fsync_delay: float | Path, *args: str | Path, log: Path) -> subprocess.Popen:
     """`grokinterp train --out OUT ARGS` with slow fsyncs; stdout is a pipe (READY first), stderr goes to `log`."""
     with open(log, "wb") as err:
         return subprocess.Popen([sys.executable, str(DRIVER), str(fsync_delay), "train", "--no-progress", "--out",
@@ -82,18 +82,33 @@ def keep_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """CONFIG trained once, uninterrupted (in this process, one thread)."""
-    from grokinterp.launch import train_run
+class Reference:
+    """CONFIG trained once, uninterrupted, by a fresh `python -m grokinterp.cli` like every run it is compared
+    with. It starts at once in the background; `.path` waits for it (the kill test overlaps it)."""
 
-    threads = torch.get_num_threads()
-    try:
-        run = train_run(CONFIG, tmp_path_factory.mktemp("reference") / "run", progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    assert run.summary["final_step"] == 290 and run.summary["memorization_step"] is not None
-    return run.path
+    def __init__(self, out: Path):
+        self.out = out
+        self.proc = subprocess.Popen(cli("train", "--no-progress", "--out", out, *ARGS), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=ENV)
+
+    @property
+    def path(self) -> Path:
+        if self.proc is not None:
+            _, stderr = self.proc.communicate(timeout=600)
+            assert self.proc.returncode == 0, stderr
+            self.proc = None
+            summary = Run(self.out).summary
+            assert summary["final_step"] == 290 and summary["memorization_step"] is not None, summary
+        return self.out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    ref = Reference(tmp_path_factory.mktemp("reference") / "run")
+    yield ref
+    if ref.proc is not None:
+        ref.proc.kill()
+        ref.proc.wait()
 
 
 def temp_files(run_dir: Path) -> list[Path]:
@@ -201,6 +216,7 @@ def test_sigkill_resume_is_bit_identical(reference, tmp_path):
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            proc.stdout.close()
         assert proc.returncode == -signal.SIGKILL
         left = [p.relative_to(out) for p in temp_files(out) if p.name not in stale]
         kills.append((mode, n, newest, left))
@@ -218,7 +234,7 @@ def test_sigkill_resume_is_bit_identical(reference, tmp_path):
     assert len(in_ckpt_write) >= 3, f"too few kills inside a checkpoint write: {report}"
     assert sum(k in in_ckpt_write for k in aimed) >= 0.6 * len(aimed), f"kills aimed at writes missed: {report}"
     assert len({k[2] for k in kills}) >= 4, f"too little progress between kills: {report}"
-    assert_same_run(out, reference)
+    assert_same_run(out, reference.path)
     print(f"\n{len(kills)} kills + final resume in {elapsed:.1f} s; {len(in_ckpt_write)} inside a checkpoint/state "
           f"write: {report}")
 
@@ -231,24 +247,28 @@ def test_sigkill_resume_is_bit_identical(reference, tmp_path):
 def test_second_writer_fails_and_first_is_unaffected(reference, tmp_path):
     out = tmp_path / "run"
     log = tmp_path / "first.log"
-    first = driver(out, 0.12, log=log)  # slow writes: it is still training when the others reach the lock
+    delay = tmp_path / "fsync_delay"
+    delay.write_text("0.3")  # very slow writes: the first is still training when the others reach the lock
+    first = driver(out, delay, log=log)
     try:
         wait_ready(first, log)
-        others = [subprocess.Popen(cli("train", "--no-progress", "--out", out, *ARGS, *extra), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=ENV) for extra in ([], ["--resume"])]
-        results = [p.communicate(timeout=120) for p in others]
+        # `train` and `train --resume` into it, each a process of its own (forked after one shared import)
+        results = run_cli_cases({name: (["train", "--no-progress", "--out", out, *ARGS, *extra], tmp_path)
+                                 for name, extra in (("train", []), ("resume", ["--resume"]))}, tmp_path)
         assert first.poll() is None, "the first run ended before the others tried: the test proved nothing"
-        for proc, (stdout, stderr) in zip(others, results):
-            assert proc.returncode == 1, stderr
-            lines = stderr.strip().splitlines()
-            assert len(lines) == 1, stderr
+        delay.write_text("0")  # the first may finish at full speed now
+        for name, result in results.items():
+            assert result["code"] == 1, (name, result)
+            lines = result["stderr"].strip().splitlines()
+            assert len(lines) == 1, (name, result)
             assert "another process" in lines[0] and f"pid {first.pid}" in lines[0] and str(out) in lines[0], lines[0]
         assert first.wait(timeout=180) == 0, log.read_text()[-2000:]
     finally:
         if first.poll() is None:
             first.kill()
             first.wait()
-    assert_same_run(out, reference)
+        first.stdout.close()
+    assert_same_run(out, reference.path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -327,19 +347,23 @@ BAD = {
 }
 
 
-def run_cli_cases(cases: dict[str, tuple[list[str], Path]], tmp_path: Path, fresh: str) -> dict[str, dict]:
-    """Each case `name: (argv, cwd)` as its own process: case `fresh` as a fresh `python -m grokinterp.cli`
-    (start-up included), all the others forked from tests/_cli_cases.py (one import for all), concurrently."""
-    spec = tmp_path / "cases.json"
+def run_cli_cases(cases: dict[str, tuple[list], Path], tmp_path: Path, fresh: str | None = None) -> dict[str, dict]:
+    """Each case `name: (argv, cwd)` as a process of its own: case `fresh` as a fresh `python -m grokinterp.cli`
+    (interpreter start-up included), the others forked one by one from tests/_cli_cases.py after one shared
+    import (a start costs about 4 s), concurrently with the fresh one. Returns name -> code, stdout, stderr."""
+    spec, out = tmp_path / "cases.json", tmp_path / "results.json"
     names = [name for name in cases if name != fresh]
     spec.write_text(json.dumps([{"argv": [str(a) for a in cases[name][0]], "cwd": str(cases[name][1])} for name in names]))
-    helper = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_cli_cases.py")), str(spec),
-                               str(tmp_path / "results.json")], env=ENV, stderr=subprocess.PIPE, text=True)
-    argv, cwd = cases[fresh]
-    single = subprocess.run(cli(*argv), cwd=cwd, capture_output=True, text=True, env=ENV, timeout=180)
-    assert helper.wait(timeout=180) == 0, helper.stderr.read()
-    results = dict(zip(names, json.loads((tmp_path / "results.json").read_text())))
-    results[fresh] = {"code": single.returncode, "stdout": single.stdout, "stderr": single.stderr}
+    helper = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_cli_cases.py")), str(spec), str(out)],
+                              env=ENV, stderr=subprocess.PIPE, text=True)
+    results = {}
+    if fresh is not None:
+        argv, cwd = cases[fresh]
+        single = subprocess.run(cli(*argv), cwd=cwd, capture_output=True, text=True, env=ENV, timeout=180)
+        results[fresh] = {"code": single.returncode, "stdout": single.stdout, "stderr": single.stderr}
+    _, stderr = helper.communicate(timeout=180)
+    assert helper.returncode == 0, stderr
+    results.update(zip(names, json.loads(out.read_text())))
     return results
 
 
@@ -377,7 +401,7 @@ def flip(path: Path, start: int, n: int = 8) -> None:
 
 def test_corrupt_checkpoint_raises_run_error_naming_the_file(reference, tmp_path, keep_threads):
     out = tmp_path / "run"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference.path, out)
     damaged = {
         100: lambda p: truncate(p),
         110: lambda p: flip(p, 8),  # inside the JSON header
@@ -399,7 +423,7 @@ def test_corrupt_checkpoint_raises_run_error_naming_the_file(reference, tmp_path
 
 def test_resume_skips_corrupt_newest_checkpoint_and_state(reference, tmp_path):
     out = tmp_path / "run"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference.path, out)
     truncate(out / "state" / step_filename(290))  # newest state: unreadable
     flip(out / "ckpt" / step_filename(280), 8)  # newest ckpt that has a state: unreadable -> resume from 260
     before = {s: os.stat(out / "ckpt" / step_filename(s)).st_ino for s in (250, 260, 270)}
@@ -409,7 +433,23 @@ def test_resume_skips_corrupt_newest_checkpoint_and_state(reference, tmp_path):
     after = {s: os.stat(out / "ckpt" / step_filename(s)).st_ino for s in before}
     assert after[250] == before[250] and after[260] == before[260], "resumed from before 260"
     assert after[270] != before[270], "did not resume from 260 (the newest good checkpoint with a state)"
-    assert_same_run(out, reference)  # the corrupt files were rewritten, bit-identical
+    assert_same_run(out, reference.path)  # the corrupt files were rewritten, bit-identical
+
+
+def test_resume_skips_a_state_whose_metrics_are_missing(reference, tmp_path, keep_threads):
+    """A state file newer than metrics.csv (a kill between the two, as the old write order allowed) is no
+    resume point: its rows would be lost. Resumes from the newest state the metrics cover; in this process."""
+    from grokinterp.launch import train_run
+
+    out = tmp_path / "run"
+    shutil.copytree(reference.path, out)
+    lines = (out / "metrics.csv").read_text().splitlines(keepends=True)
+    (out / "metrics.csv").write_text("".join(lines[: 1 + 240]))  # header + rows of steps 0..239
+    before = {s: os.stat(out / "state" / step_filename(s)).st_ino for s in (240, 260)}
+    train_run(CONFIG, out, resume=True, progress=False)
+    assert os.stat(out / "state" / step_filename(240)).st_ino == before[240]
+    assert os.stat(out / "state" / step_filename(260)).st_ino != before[260], "did not resume from 240"
+    assert_same_run(out, reference.path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -424,7 +464,7 @@ def snapshot(run_dir: Path) -> dict[str, tuple[str, int]]:
 
 def test_resume_with_a_different_config_is_refused_and_touches_nothing(reference, tmp_path):
     out = tmp_path / "run"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference.path, out)
     before = snapshot(out)
     expected = {
         "lr": (["--resume", "--optim.lr=0.02"], 2, ["optim.lr", "0.01 -> 0.02", "--resume"]),

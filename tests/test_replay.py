@@ -13,8 +13,6 @@ import torch
 
 from grokinterp.analysis import ReplayResult, get_analysis, register_analysis, replay, select_steps
 from grokinterp.analysis._replay import _REGISTRY
-from grokinterp.config import preset
-from grokinterp.launch import train_run
 from grokinterp.runs import Run
 
 CALLS: collections.Counter = collections.Counter()
@@ -58,20 +56,14 @@ def t_series(metrics):
     return {"best_train_loss": np.minimum.accumulate(metrics["train_loss"])}
 
 
-def tiny_run(tmp_path_factory) -> Path:
-    """One tiny trained run per test session (p 23, 200 steps, a checkpoint every 40), shared read-only."""
-    path = tmp_path_factory.getbasetemp() / "tiny_run"
-    if not (path / "summary.json").is_file():
-        config = preset("quick", task__p=23, train__steps=200, train__ckpt_every=40, train__state_every=40,
-                        model__d_model=32, model__d_mlp=64, model__d_head=8)
-        train_run(config, path, progress=False)
-    return path
-
-
 @pytest.fixture
-def run_path(tmp_path_factory, tmp_path) -> Path:
-    """A private copy of the tiny run (each test fills its own cache)."""
-    return Path(shutil.copytree(tiny_run(tmp_path_factory), tmp_path / "run", ignore=shutil.ignore_patterns("analysis")))
+def run_path(tiny_run, tmp_path) -> Path:
+    """A private copy of conftest's tiny trained run (each test fills its own cache)."""
+    return Path(shutil.copytree(tiny_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("analysis", "report.html")))
+
+
+def _name(step: int) -> str:
+    return f"step_{step:07d}.safetensors"
 
 
 @pytest.fixture(autouse=True)
@@ -80,35 +72,40 @@ def _reset():
     FAIL_ON_CALL.clear()
     saved = dict(_REGISTRY)
     yield
-    _REGISTRY.clear()
+    for name in [n for n in _REGISTRY if n.startswith("t_")]:  # the standard analyses stay registered
+        del _REGISTRY[name]
     _REGISTRY.update(saved)
 
 
 def test_values_match_direct_computation(run_path):
     run = Run(run_path)
+    steps = run.steps
     result = replay(run, ["t_embed", "t_relative"], progress=False)
-    assert list(result.steps) == run.steps == [0, 40, 80, 120, 160, 200]
-    final = run.model(run.steps[-1]).W_E.detach().norm().item()
-    for i, step in enumerate(run.steps):
+    assert list(result.steps) == steps and len(steps) > 5
+    final = run.model(steps[-1]).W_E.detach().norm().item()
+    for i, step in enumerate(steps):
         model = run.model(step)
         assert result["t_embed"]["embed_norm"][i] == pytest.approx(model.W_E.detach().norm().item(), rel=1e-6)
         with torch.no_grad():
             np.testing.assert_allclose(result["t_embed"]["logits"][i], model(run.task.tokens[:4])[:, -1].numpy(),
                                        rtol=1e-5, atol=1e-6)
         assert result["t_relative"]["ratio"][i] == pytest.approx(model.W_E.detach().norm().item() / final, rel=1e-6)
-    assert result["t_embed"]["logits"].shape == (6, 4, 23) and result["t_embed"]["embed_norm"].shape == (6,)
+    n, p = len(steps), run.config.task.p
+    assert result["t_embed"]["logits"].shape == (n, 4, p) and result["t_embed"]["embed_norm"].shape == (n,)
     assert result["t_embed"]["argmax"].dtype == np.int64
     assert result["t_relative"]["ratio"][-1] == pytest.approx(1.0)
-    assert result.context["t_relative"]["from_step"] == 200
-    assert result.at("t_embed", 80)["embed_norm"] == result["t_embed"]["embed_norm"][2]
-    assert (run_path / "analysis/t_embed/v1/step_0000040.safetensors").is_file()
-    assert json.loads((run_path / "analysis/t_relative/v1/prepare.json").read_text())["context"]["from_step"] == 200
+    assert result.context["t_relative"]["from_step"] == steps[-1]
+    assert result.at("t_embed", steps[2])["embed_norm"] == result["t_embed"]["embed_norm"][2]
+    assert (run_path / "analysis" / "t_embed" / "v1" / _name(steps[1])).is_file()
+    stored = json.loads((run_path / "analysis/t_relative/v1/prepare.json").read_text())
+    assert stored["context"]["from_step"] == steps[-1]
 
 
 def test_second_replay_computes_nothing(run_path):
+    n = len(Run(run_path).steps)
     first = replay(run_path, ["t_embed", "t_relative", "t_series"], progress=False)
-    assert CALLS == {"t_embed": 6, "t_relative": 6, "t_series": 1}
-    assert first.computed == {"t_embed": 6, "t_relative": 6, "t_series": 1}
+    assert CALLS == {"t_embed": n, "t_relative": n, "t_series": 1}
+    assert first.computed == {"t_embed": n, "t_relative": n, "t_series": 1}
     CALLS.clear()
     second = replay(run_path, ["t_embed", "t_relative", "t_series"], progress=False)
     assert sum(CALLS.values()) == 0
@@ -120,23 +117,24 @@ def test_second_replay_computes_nothing(run_path):
 
 
 def test_interrupted_replay_resumes_with_missing_steps_only(run_path):
-    FAIL_ON_CALL["t_embed"] = 4  # the 4th checkpoint (step 120) raises
+    steps = Run(run_path).steps
+    FAIL_ON_CALL["t_embed"] = 4  # the 4th checkpoint raises
     with pytest.raises(Interrupted):
         replay(run_path, ["t_embed"], progress=False)
     cached = sorted(p.name for p in (run_path / "analysis/t_embed/v1").glob("step_*"))
-    assert cached == ["step_0000000.safetensors", "step_0000040.safetensors", "step_0000080.safetensors"]
+    assert cached == [_name(s) for s in steps[:3]]
     CALLS.clear()
     FAIL_ON_CALL.clear()
     result = replay(run_path, ["t_embed"], progress=False)
-    assert CALLS["t_embed"] == 3 and result.computed["t_embed"] == 3  # steps 120, 160, 200
-    reference = replay(Path(shutil.copytree(run_path, run_path.parent / "fresh", ignore=shutil.ignore_patterns("analysis"))),
-                       ["t_embed"], progress=False)
+    assert CALLS["t_embed"] == len(steps) - 3 and result.computed["t_embed"] == len(steps) - 3
+    fresh = Path(shutil.copytree(run_path, run_path.parent / "fresh", ignore=shutil.ignore_patterns("analysis")))
+    reference = replay(fresh, ["t_embed"], progress=False)
     np.testing.assert_array_equal(result["t_embed"]["embed_norm"], reference["t_embed"]["embed_norm"])
 
 
 def test_corrupted_cache_file_is_recomputed(run_path):
     replay(run_path, ["t_embed"], progress=False)
-    path = run_path / "analysis/t_embed/v1/step_0000080.safetensors"
+    path = run_path / "analysis" / "t_embed" / "v1" / _name(Run(run_path).steps[2])
     path.write_bytes(path.read_bytes()[:40])
     CALLS.clear()
     result = replay(run_path, ["t_embed"], progress=False)
@@ -144,12 +142,13 @@ def test_corrupted_cache_file_is_recomputed(run_path):
 
 
 def test_version_bump_recomputes_and_old_version_stays_cached(run_path):
+    n = len(Run(run_path).steps)
     replay(run_path, ["t_embed"], progress=False)
     register_analysis("t_embed", version=2)(t_embed)
     CALLS.clear()
     replay(run_path, ["t_embed"], progress=False)
-    assert CALLS["t_embed"] == 6
-    assert len(list((run_path / "analysis/t_embed/v2").glob("step_*"))) == 6
+    assert CALLS["t_embed"] == n
+    assert len(list((run_path / "analysis/t_embed/v2").glob("step_*"))) == n
     register_analysis("t_embed", version=1)(t_embed)
     CALLS.clear()
     replay(run_path, ["t_embed"], progress=False)
@@ -157,24 +156,26 @@ def test_version_bump_recomputes_and_old_version_stays_cached(run_path):
 
 
 def test_changed_context_recomputes_dependent_steps(run_path):
+    steps = Run(run_path).steps
     first = replay(run_path, ["t_relative", "t_embed"], progress=False)
-    (run_path / "ckpt/step_0000200.safetensors").unlink()  # the last checkpoint changes: so does the context
+    (run_path / "ckpt" / _name(steps[-1])).unlink()  # the last checkpoint changes: so does the context
     CALLS.clear()
     second = replay(run_path, ["t_relative", "t_embed"], progress=False)
-    assert CALLS == {"t_relative": 5}  # t_embed has no context: its cache stays valid
-    assert second.context["t_relative"]["from_step"] == 160
+    assert CALLS == {"t_relative": len(steps) - 1}  # t_embed has no context: its cache stays valid
+    assert second.context["t_relative"]["from_step"] == steps[-2]
     assert second["t_relative"]["ratio"][-1] == pytest.approx(1.0)
     assert not np.allclose(second["t_relative"]["ratio"], first["t_relative"]["ratio"][:-1])
 
 
 def test_step_selection(run_path):
+    steps = Run(run_path).steps
     result = replay(run_path, ["t_embed"], stride=3, progress=False)
-    assert list(result.steps) == [0, 120, 200]  # every third, and the last
-    result = replay(run_path, ["t_embed"], start=60, stop=160, progress=False)
-    assert list(result.steps) == [80, 120, 160]
-    assert CALLS["t_embed"] == 5
-    result = replay(run_path, ["t_embed", "t_series"], steps=[160, 40], progress=False)
-    assert list(result.steps) == [40, 160] and result["t_embed"]["embed_norm"].shape == (2,)
+    expected = steps[::3] if steps[::3][-1] == steps[-1] else steps[::3] + [steps[-1]]  # every third, and the last
+    assert list(result.steps) == expected
+    result = replay(run_path, ["t_embed"], start=steps[1] + 1, stop=steps[4], progress=False)
+    assert list(result.steps) == steps[2:5]
+    result = replay(run_path, ["t_embed", "t_series"], steps=[steps[3], steps[1]], progress=False)
+    assert list(result.steps) == [steps[1], steps[3]] and result["t_embed"]["embed_norm"].shape == (2,)
     series = replay(run_path, ["t_series"], start=10, stop=20, progress=False)
     assert list(series.steps_of("t_series")) == list(range(10, 21))
     metrics = Run(run_path).metrics
@@ -211,35 +212,37 @@ def test_inconsistent_shapes_raise_naming_the_analysis(run_path):
         CALLS["t_bad"] += 1
         return {"x": np.zeros(CALLS["t_bad"])}
 
-    with pytest.raises(ValueError, match="analysis 't_bad' gave keys/shapes .* at step 40 .* bump its version"):
+    with pytest.raises(ValueError, match="analysis 't_bad' gave keys/shapes .* at step .* bump its version"):
         replay(run_path, ["t_bad"], progress=False)
 
 
 def test_workers_give_identical_arrays(run_path):
+    n = len(Run(run_path).steps)
     serial = replay(run_path, ["t_embed", "t_relative"], progress=False)
     parallel_path = Path(shutil.copytree(run_path, run_path.parent / "par", ignore=shutil.ignore_patterns("analysis")))
     parallel = replay(parallel_path, ["t_embed", "t_relative"], workers=2, progress=False)
     assert isinstance(parallel, ReplayResult)
-    assert parallel.computed == {"t_embed": 6, "t_relative": 6}
-    assert CALLS["t_embed"] == 6  # the serial replay only: the parallel one ran in the workers
+    assert parallel.computed == {"t_embed": n, "t_relative": n}
+    assert CALLS["t_embed"] == n  # the serial replay only: the parallel one ran in the workers
     for name in serial:
         for key in serial[name]:
             np.testing.assert_array_equal(serial[name][key], parallel[name][key])
-    assert len(list((parallel_path / "analysis/t_embed/v1").glob("step_*"))) == 6  # workers wrote the cache
+    assert len(list((parallel_path / "analysis/t_embed/v1").glob("step_*"))) == n  # workers wrote the cache
 
 
 def test_standard_analyses_match_the_math(run_path):
     fourier = pytest.importorskip("grokinterp.analysis._fourier")
     progress = pytest.importorskip("grokinterp.analysis._progress")
     run = Run(run_path)
-    result = replay(run, steps=[80, 200], progress=False)
+    mid, last = run.steps[len(run.steps) // 2], run.steps[-1]
+    result = replay(run, steps=[mid, last], progress=False)
     assert list(result) == ["spectra", "progress"]
-    final = run.model(200)
-    key_freqs = [int(k) for k in fourier.key_frequencies(final, run.task)]
+    key_freqs = [int(k) for k in fourier.key_frequencies(run.model(last), run.task)]
     assert result.context["progress"]["key_freqs"] == key_freqs
     with torch.no_grad():
-        direct = fourier.checkpoint_spectra(run.model(80), run.task)
-        measures = progress.progress_measures(run.model(80), run.task, key_freqs)
+        direct = fourier.checkpoint_spectra(run.model(mid), run.task)
+        measures = progress.progress_measures(run.model(mid), run.task, key_freqs)
+    assert set(direct) == set(result["spectra"]) and set(measures) == set(result["progress"])
     for key, value in direct.items():
         np.testing.assert_allclose(result["spectra"][key][0], np.asarray(value), rtol=1e-6, atol=1e-7)
     for key, value in measures.items():

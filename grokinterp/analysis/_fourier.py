@@ -134,16 +134,48 @@ class NeuronFrequencies:
     frac_explained: Tensor
 
 
-def _pair_marginals(grid: Float[Tensor, "n n d"]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Sums of grid[a, b] over b, over a, over a + b = s and over b - a = s: each [n, d]."""
+def _wrapped_add(out: Tensor, row: Tensor, shift: int) -> None:
+    """out[(t + shift) mod n] += row[t] for all t, as two slice additions (no temporaries)."""
+    n = row.shape[0]
+    out[shift:] += row[: n - shift]
+    out[:shift] += row[n - shift :]
+
+
+def diagonal_sums(grid: Float[Tensor, "n n ..."], sign: int = 1) -> Float[Tensor, "n ..."]:
+    """Sums of a grid along its wrapped diagonals: out[s] = sum over i + sign * j = s (mod n) of grid[i, j].
+
+    sign = +1 sums over a + b = s, sign = -1 over a - b = s. Row by row, without a copy of the grid.
+
+    >>> grid = torch.tensor([[1.0, 0, 0], [0, 0, 2], [0, 0, 0]])  # (0, 0) = 1 and (1, 2) = 2
+    >>> diagonal_sums(grid).tolist(), diagonal_sums(grid, -1).tolist()
+    ([3.0, 0.0, 0.0], [1.0, 0.0, 2.0])
+    """
+    if sign not in (1, -1):
+        raise ValueError(f"sign={sign} must be +1 or -1")
     n = grid.shape[0]
-    i = torch.arange(n, device=grid.device)
-    flat = grid.reshape(n * n, -1)
-    plus = ((i[:, None] + i[None, :]) % n).reshape(-1)
-    minus = ((i[None, :] - i[:, None]) % n).reshape(-1)
-    diag = torch.zeros(n, flat.shape[1], dtype=grid.dtype, device=grid.device).index_add_(0, plus, flat)
-    anti = torch.zeros_like(diag).index_add_(0, minus, flat)
-    return grid.sum(1), grid.sum(0), diag, anti
+    out = torch.zeros(grid.shape[1:], dtype=grid.dtype, device=grid.device)
+    for i in range(n):
+        # Row i contributes grid[i, j] to s = i + sign * j: for sign -1 add the row reversed (j -> -j) at shift i.
+        row = grid[i] if sign == 1 else grid[i].roll(-1, 0).flip(0)
+        _wrapped_add(out, row, i)
+    return out
+
+
+def _pair_marginals(grid: Float[Tensor, "n n d"]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One pass over the grid: sums over b, over a, over a + b = s, over a - b = s, and sum of squares ([d])."""
+    n = grid.shape[0]
+    rows = grid.sum(1)
+    cols = torch.zeros_like(rows)
+    diag, anti = torch.zeros_like(rows), torch.zeros_like(rows)
+    squares = torch.zeros(grid.shape[2:], dtype=torch.float64, device=grid.device)
+    for i in range(n):
+        row = grid[i]
+        cols += row
+        _wrapped_add(diag, row, i)
+        # a - b = s, i.e. s = i - j: row reversed, shifted by i.
+        _wrapped_add(anti, row.roll(-1, 0).flip(0), i)
+        squares += (row * row).sum(0)
+    return rows, cols, diag, anti, squares
 
 
 def pair_frequency_energy(grid: Float[Tensor, "n n d"]) -> Float[Tensor, "d n_freq"]:
@@ -154,7 +186,7 @@ def pair_frequency_energy(grid: Float[Tensor, "n n d"]) -> Float[Tensor, "d n_fr
     the same space as the orthonormal functions cos/sin(w_k a), cos/sin(w_k b), cos/sin(w_k (a+b)),
     cos/sin(w_k (a-b)) (3 terms at the Nyquist k = n/2 of even n). So it is computed from four
     marginals of the grid, O(n^2 d) instead of a full 2D transform:
-        E_k = (1/n) [e_k(row sums) + e_k(column sums) + e_k(sums over a+b) + e_k(sums over b-a)]
+        E_k = (1/n) [e_k(row sums) + e_k(column sums) + e_k(sums over a+b) + e_k(sums over a-b)]
     with e_k the 1D `frequency_energy` (the last term dropped at Nyquist). Column 0 is n^2 mean^2.
     Cross-frequency terms (cos k a cos j b, k != j) belong to no frequency. Nanda et al. 2023, section 4.
 
@@ -163,14 +195,19 @@ def pair_frequency_energy(grid: Float[Tensor, "n n d"]) -> Float[Tensor, "d n_fr
     Returns:
         [d, n_freq] energies.
     """
-    n = grid.shape[0]
-    rows, cols, diag, anti = _pair_marginals(grid)
+    return _energy_from_marginals(*_pair_marginals(grid.reshape(grid.shape[0], grid.shape[1], -1))[:4])
+
+
+def _energy_from_marginals(rows: Tensor, cols: Tensor, diag: Tensor, anti: Tensor) -> Tensor:
+    """[d, n_freq] pair energies from the four [n, d] marginals (sums of n terms each; spectra in float64)."""
+    n = rows.shape[0]
+    rows, cols, diag, anti = (m.to(torch.float64) for m in (rows, cols, diag, anti))
     energy = (frequency_energy(rows) + frequency_energy(cols) + frequency_energy(diag)) / n
     anti_energy = frequency_energy(anti) / n
     if n % 2 == 0:
-        anti_energy[..., -1] = 0.0  # at Nyquist cos(pi (b - a)) = cos(pi (a + b)): counted once
+        anti_energy[..., -1] = 0.0  # at Nyquist cos(pi (a - b)) = cos(pi (a + b)): counted once
     energy = energy + anti_energy
-    energy[..., 0] = grid.sum((0, 1)) ** 2 / n**2
+    energy[..., 0] = rows.sum(0) ** 2 / n**2
     return energy
 
 
@@ -179,17 +216,19 @@ def neuron_frequencies(acts: Float[Tensor, "n n d_mlp"]) -> NeuronFrequencies:
 
     With E_{j,k} from `pair_frequency_energy` and V_j = sum_{a,b} (x_j - mean x_j)^2:
     freq_j = argmax_{k >= 1} E_{j,k}, frac_j = E_{j,freq_j} / V_j (Nanda et al. 2023, section 4:
-    most neurons of a grokked model are explained > 85% by one frequency). A neuron with V_j <= 1e-12 V_max
-    (dead or constant) gets freq 0 and frac 0.
+    most neurons of a grokked model are explained > 85% by one frequency). A dead or constant neuron
+    (V_j <= 1e-5 sum x_j^2, i.e. constant up to float32 rounding, or V_j <= 1e-12 max_j V_j) gets freq 0, frac 0.
 
     Args:
         acts: [n, n, d_mlp] activations at every pair (a, b) of the group (final position).
     """
-    energy = pair_frequency_energy(acts.to(torch.float64))
-    centered = acts.to(torch.float64) - acts.to(torch.float64).mean((0, 1))
-    variance = (centered**2).sum((0, 1))
+    n = acts.shape[0]
+    rows, cols, diag, anti, squares = _pair_marginals(acts)
+    energy = _energy_from_marginals(rows, cols, diag, anti)
+    # Sum of squares minus the constant's energy (float64; a near-constant neuron's variance is then rounding).
+    variance = (squares - energy[:, 0]).clamp_min(0.0)
     best, freq = energy[:, 1:].max(-1)
-    live = variance > 1e-12 * variance.max().clamp_min(1e-300)
+    live = (variance > 1e-5 * squares) & (variance > 1e-12 * variance.max())
     freq = torch.where(live, freq + 1, 0)
     frac = torch.where(live, best / variance.clamp_min(1e-300), 0.0)
     return NeuronFrequencies(energy=energy, variance=variance, freq=freq, frac_explained=frac)
@@ -217,8 +256,8 @@ def gini(x: Tensor) -> float:
     """Gini coefficient of a non-negative vector x of length n: G = sum_ij |x_i - x_j| / (2 n sum_i x_i).
 
     0 for a uniform vector, 1 - 1/n for a one-hot one (0 for all-zero x). Spectra are measured without
-    their constant term (the input here is `spectrum[1:]`). A sparsity measure of a Fourier spectrum,
-    as in the grokking literature (e.g. "Grokking as compression", Liu et al. 2023).
+    their constant term (`spectrum[1:]`). The Gini index as a sparsity measure: Hurley & Rickard 2009,
+    "Comparing measures of sparsity".
 
     >>> gini(torch.tensor([0.0, 0.0, 0.0, 5.0])), gini(torch.ones(4))
     (0.75, 0.0)
@@ -289,8 +328,11 @@ def grid_forward(model, task, layer: int | None = None) -> GridForward:
 
 def group_grid(x: Tensor, residues: Tensor) -> Tensor:
     """A [p, p, ...] grid over residues restricted and re-ordered to group indices: out[i, j] = x[r_i, r_j]."""
-    residues = residues.to(x.device)
-    return x.index_select(0, residues).index_select(1, residues)
+    p, n = x.shape[0], len(residues)
+    if n == p and torch.equal(residues.cpu(), torch.arange(p)):
+        return x
+    rows = (residues[:, None] * p + residues[None, :]).reshape(-1).to(x.device)
+    return x.reshape(p * p, *x.shape[2:]).index_select(0, rows).reshape(n, n, *x.shape[2:])
 
 
 def logit_output_spectrum(logits: Float[Tensor, "n n d_vocab_out"], residues: Tensor) -> Float[Tensor, "n_freq"]:
@@ -300,8 +342,14 @@ def logit_output_spectrum(logits: Float[Tensor, "n n d_vocab_out"], residues: Te
     computing logits ~ sum_k alpha_k cos(w_k (a + b - c)) (Nanda et al. 2023) has this spectrum on its
     key frequencies.
     """
-    out = logits.index_select(-1, residues.to(logits.device))
-    return frequency_energy(out, dim=-1).sum((0, 1)).sqrt()
+    n, d_out = logits.shape[0], logits.shape[-1]
+    # One matmul does the re-indexing and the transform: basis rows placed on the residue columns.
+    basis = torch.zeros(n, d_out, dtype=logits.dtype, device=logits.device)
+    basis[:, residues.to(logits.device)] = fourier_basis(len(residues), logits.dtype).to(logits.device)
+    coeffs = logits.reshape(-1, d_out) @ basis.T  # [pairs, n]
+    energy = coeffs.pow(2).sum(0).to(torch.float64)
+    out = torch.zeros(n_frequencies(n), dtype=torch.float64, device=logits.device)
+    return out.index_add_(0, basis_frequencies(n).to(logits.device), energy).sqrt()
 
 
 def logit_input_spectrum(logits: Float[Tensor, "n n d_vocab_out"]) -> Float[Tensor, "n_freq"]:

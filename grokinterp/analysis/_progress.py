@@ -34,40 +34,59 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ._characters import group_indexing, group_law_labels
-from ._fourier import GridForward, group_grid, grid_forward
+from ._fourier import GridForward, diagonal_sums, grid_forward, group_grid
+
+
+def key_wave_table(n: int, key_freqs: list[int]) -> Float[Tensor, "m n"]:
+    """The key directions as functions of the combined coordinate s = i + sign * j mod n: T[r, s].
+
+    Rows cos(w_k s), sin(w_k s) for k in key_freqs (sorted, no sine at the Nyquist k = n/2 of even n),
+    each scaled so that the grid vector (i, j) -> T[r, s(i, j)] has unit norm over the n^2 pairs
+    (each s occurs n times). float64.
+    """
+    t = torch.arange(n, dtype=torch.float64)
+    rows = []
+    for k in sorted(set(int(k) for k in key_freqs)):
+        if not 1 <= k <= n // 2:
+            raise ValueError(f"key frequency {k} is out of range 1..{n // 2} for a group of order {n}")
+        angle = 2 * math.pi * k * t / n
+        rows.append(torch.cos(angle))
+        if 2 * k != n:
+            rows.append(torch.sin(angle))
+    if not rows:
+        return torch.zeros(0, n, dtype=torch.float64)
+    table = torch.stack(rows)
+    return table / (math.sqrt(n) * table.norm(dim=1, keepdim=True))
+
+
+def combined_coordinate(n: int, sign: int = 1) -> Int[Tensor, "n n"]:
+    """s[i, j] = (i + sign * j) mod n."""
+    i = torch.arange(n)
+    return (i[:, None] + sign * i[None, :]) % n
 
 
 def key_directions(n: int, key_freqs: list[int], sign: int = 1) -> Float[Tensor, "m n_sq"]:
     """Unit vectors over the flattened [n, n] grid of (i, j): cos and sin of w_k (i + sign * j), k in key_freqs.
 
-    For 0 < k < n/2 each has norm^2 n^2/2 before normalising; at the Nyquist k = n/2 of even n only the cos
-    direction exists (norm^2 n^2). All are orthogonal to each other and to the constant.
-
-    Returns:
-        [m, n * n] rows, m = 2 |key_freqs| (minus one per Nyquist frequency); float64.
+    Orthonormal, and orthogonal to the constant. float64 [m, n * n], m = 2 |key_freqs| (minus one per Nyquist).
     """
-    i = torch.arange(n, dtype=torch.float64)
-    s = ((i[:, None] + sign * i[None, :]) % n).reshape(-1)
-    rows = []
-    for k in sorted(set(int(k) for k in key_freqs)):
-        if not 1 <= k <= n // 2:
-            raise ValueError(f"key frequency {k} is out of range 1..{n // 2} for a group of order {n}")
-        angle = 2 * math.pi * k * s / n
-        rows.append(torch.cos(angle))
-        if 2 * k != n:
-            rows.append(torch.sin(angle))
-    if not rows:
-        return torch.zeros(0, n * n, dtype=torch.float64)
-    directions = torch.stack(rows)
-    return directions / directions.norm(dim=1, keepdim=True)
+    return key_wave_table(n, key_freqs)[:, combined_coordinate(n, sign).reshape(-1)]
+
+
+def _projection_table(logits: Float[Tensor, "n n c"], key_freqs: list[int], sign: int) -> Float[Tensor, "n c"]:
+    """(P_K L)[i, j, c] depends on (i, j) only through s = i + sign * j: its value Q[s, c].
+
+    <L_c, T_r(s(i, j))> = sum_s T[r, s] D[s, c] with D the diagonal sums of L, so Q = T.T @ (T @ D), O(n c).
+    """
+    table = key_wave_table(logits.shape[0], key_freqs).to(logits.device)
+    sums = diagonal_sums(logits, sign).to(torch.float64)
+    return table.T @ (table @ sums)
 
 
 def key_projection(logits: Float[Tensor, "n n c"], key_freqs: list[int], sign: int = 1) -> Float[Tensor, "n n c"]:
-    """P_K: for each output c, the projection of logits[., ., c] onto the key directions (`key_directions`)."""
-    n = logits.shape[0]
-    directions = key_directions(n, key_freqs, sign).to(logits.device)
-    flat = logits.reshape(n * n, -1).to(torch.float64)
-    return (directions.T @ (directions @ flat)).reshape(logits.shape)
+    """P_K: for each output c, the projection of logits[., ., c] onto the key directions (`key_directions`). float64."""
+    s = combined_coordinate(logits.shape[0], sign).to(logits.device)
+    return _projection_table(logits, key_freqs, sign)[s]
 
 
 def restricted_logits(logits: Float[Tensor, "n n c"], key_freqs: list[int], sign: int = 1) -> Float[Tensor, "n n c"]:
@@ -87,22 +106,37 @@ def cross_entropy(logits: Float[Tensor, "batch c"], labels: Int[Tensor, "batch"]
 
 
 def restricted_loss(logits: Float[Tensor, "n n c"], labels: Int[Tensor, "n n"], key_freqs: list[int], sign: int = 1) -> float:
-    """Cross-entropy of `restricted_logits` over all n^2 pairs of the grid (labels[i, j] = the answer)."""
-    n = logits.shape[0]
-    return cross_entropy(restricted_logits(logits, key_freqs, sign).reshape(n * n, -1), labels.reshape(-1))
+    """Cross-entropy of `restricted_logits` over all n^2 pairs of the grid (labels[i, j] = the answer).
+
+    When the labels depend on s = i + sign * j only (a group law), so do the restricted logits, and the loss
+    is computed on the n rows s instead of the n^2 pairs (each s occurs n times: the same mean).
+    """
+    return _restricted_loss(logits, labels, _projection_table(logits, key_freqs, sign), sign)
 
 
 def excluded_loss(
     logits: Float[Tensor, "n n c"], labels: Int[Tensor, "n n"], key_freqs: list[int], pairs: Int[Tensor, "k"], sign: int = 1
 ) -> float:
     """Cross-entropy of `excluded_logits` on the pairs with flat grid index `pairs` (i * n + j): the train pairs."""
+    return _excluded_loss(logits, labels, _projection_table(logits, key_freqs, sign), pairs, sign)
+
+
+def _restricted_loss(logits: Tensor, labels: Tensor, table: Tensor, sign: int) -> float:
     n = logits.shape[0]
-    flat = logits.reshape(n * n, -1).index_select(0, pairs.to(logits.device)).to(torch.float64)
-    directions = key_directions(n, key_freqs, sign).to(logits.device)
-    # (P_K L) restricted to the chosen rows: directions[:, pairs].T @ (directions @ L).
-    coeffs = directions @ logits.reshape(n * n, -1).to(torch.float64)
-    projected = directions[:, pairs.to(logits.device)].T @ coeffs
-    return cross_entropy(flat - projected, labels.reshape(-1)[pairs.to(labels.device)])
+    s = combined_coordinate(n, sign).to(labels.device)
+    by_s = torch.full((n,), -1, dtype=labels.dtype, device=labels.device).scatter_(0, s.reshape(-1), labels.reshape(-1))
+    restricted = logits.mean((0, 1)).to(torch.float64) + table  # [n, c]: R at every s
+    if torch.equal(by_s[s], labels):
+        return cross_entropy(restricted, by_s)
+    return cross_entropy(restricted[s.to(table.device)].reshape(n * n, -1), labels.reshape(-1))
+
+
+def _excluded_loss(logits: Tensor, labels: Tensor, table: Tensor, pairs: Tensor, sign: int) -> float:
+    n = logits.shape[0]
+    pairs = pairs.to(logits.device)
+    s = combined_coordinate(n, sign).reshape(-1).to(logits.device)[pairs]
+    chosen = logits.reshape(n * n, -1).index_select(0, pairs).to(torch.float64)
+    return cross_entropy(chosen - table[s], labels.reshape(-1)[pairs.to(labels.device)])
 
 
 def weight_norm_sq(model) -> float:
@@ -130,8 +164,8 @@ def progress_measures(model, task, key_freqs: list[int], grid: GridForward | Non
     p = task.p
     full = grid.logits.reshape(p * p, -1)
     rows = (task.a * p + task.b).to(full.device)
-    log_probs = torch.log_softmax(full.index_select(0, rows).to(torch.float64), dim=-1)
-    nll = -log_probs.gather(1, task.labels.to(full.device)[:, None])[:, 0]
+    chosen = full.index_select(0, rows).to(torch.float64)
+    nll = torch.logsumexp(chosen, dim=-1) - chosen.gather(1, task.labels.to(full.device)[:, None])[:, 0]
     measures = {
         "restricted_loss": float("nan"),
         "excluded_loss": float("nan"),
@@ -147,6 +181,7 @@ def progress_measures(model, task, key_freqs: list[int], grid: GridForward | Non
     train_a, train_b = task.a[task.train_idx], task.b[task.train_idx]
     i, j = indexing.position[train_a], indexing.position[train_b]
     pairs = (i * indexing.n + j)[(i >= 0) & (j >= 0)]  # mul/div: pairs with a zero have no log
-    measures["restricted_loss"] = restricted_loss(logits, labels, key_freqs, indexing.sign)
-    measures["excluded_loss"] = excluded_loss(logits, labels, key_freqs, pairs, indexing.sign)
+    table = _projection_table(logits, key_freqs, indexing.sign)  # shared by both losses
+    measures["restricted_loss"] = _restricted_loss(logits, labels, table, indexing.sign)
+    measures["excluded_loss"] = _excluded_loss(logits, labels, table, pairs, indexing.sign)
     return measures

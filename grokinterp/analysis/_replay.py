@@ -3,8 +3,9 @@
 An analysis is registered once, under a name and an integer version:
 
 - kind "checkpoint": `fn(model, task, context) -> dict[str, array | float]`, called once per
-  checkpoint; every step must give the same keys with the same shapes. `context` is what the
-  analysis's optional `prepare(run) -> dict` returned (computed once per run, JSON-able), or `{}`.
+  checkpoint; every step must give the same keys with the same shapes. `context` is a `StepContext`:
+  the dict the analysis's optional `prepare(run)` returned (computed once per run, JSON-able; else
+  empty), its `.step`, and `.shared(key, compute)`, a memo common to all analyses of one checkpoint.
 - kind "series": `fn(metrics) -> dict[str, array]`, called once on the dense metric series
   (`Run.metrics`); every array's first axis runs over the rows of `metrics["step"]`.
 
@@ -29,9 +30,10 @@ import importlib
 import json
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,30 @@ class Analysis:
 
     def folder(self, run_path: Path) -> Path:
         return Path(run_path) / "analysis" / self.name / f"v{self.version}"
+
+
+class StepContext(dict):
+    """What a checkpoint analysis receives as `context`: its prepared dict, plus the step and a memo
+    shared by every analysis run on the same checkpoint (so one forward pass can serve them all).
+
+    >>> ctx = StepContext({"key_freqs": [4, 7]}, step=100)
+    >>> ctx["key_freqs"], ctx.step, ctx.shared("x", lambda: 2 + 3), ctx.shared("x", lambda: 0)
+    ([4, 7], 100, 5, 5)
+    """
+
+    def __init__(self, prepared: dict, step: int, memo: dict | None = None):
+        super().__init__(prepared)
+        self.step = step
+        self._memo = {} if memo is None else memo
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per checkpoint, whichever analysis asks first (same model, same task).
+
+        Only for values that are pure functions of (model, task), e.g. `grid_forward(model, task)`.
+        """
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 _REGISTRY: dict[str, Analysis] = {}
@@ -311,10 +337,10 @@ def _model_at(run_path: str, step: int):
 def _compute_step(run_path: str, step: int, jobs: list[tuple[Analysis, dict, str]]) -> dict[str, dict[str, np.ndarray]]:
     """Run each (analysis, context, context hash) on the checkpoint at `step`; write and return the results."""
     model, task = _model_at(run_path, step)
-    results = {}
+    results, memo = {}, {}
     for analysis, context, context_hash in jobs:
         try:
-            out = analysis.fn(model, task, context)  # grad mode is the analysis's business (curvature needs it)
+            out = analysis.fn(model, task, StepContext(context, step, memo))  # grad mode: the analysis's choice
         except Exception as e:
             e.add_note(f"(in analysis {analysis.name!r} v{analysis.version} at step {step} of {run_path})")
             raise
@@ -437,6 +463,14 @@ def _replay_checkpoints(chosen: list[Analysis], run: Run, selected: list[int], r
 
 
 def _compute_parallel(run_path: str, todo: dict, per_step: dict, workers: int, bar) -> None:
+    """Workers get paths and analyses by reference (module + name), load checkpoints and write the cache."""
+    todo = {s: [(replace(a, prepare=None), ctx, h) for a, ctx, h in jobs] for s, jobs in todo.items()}
+    for a, _, _ in {id(job[0].fn): job for jobs in todo.values() for job in jobs}.values():
+        try:
+            pickle.dumps(a.fn)
+        except (pickle.PicklingError, AttributeError, TypeError) as e:
+            raise ValueError(f"analysis {a.name!r} cannot be sent to worker processes ({e}); define it at the top "
+                             "level of an importable module, or replay with workers=1") from None
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools; spawn is safe everywhere
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(_compute_step, run_path, s, todo[s]): s for s in sorted(todo)}

@@ -8,6 +8,7 @@
   checkpoint (as in the paper, so every step is measured against the circuit the run ends with).
   See `_progress.progress_measures`.
 
+Both read one forward pass over all p^2 pairs (`grid_forward`), shared through the step context.
 Imported on first use by the replay engine, so the registry works before this math exists.
 """
 
@@ -17,7 +18,7 @@ import torch
 
 from ..runs import Run
 from ..tasks import ModularTask
-from ._fourier import checkpoint_spectra, key_frequencies
+from ._fourier import checkpoint_spectra, grid_forward, key_frequencies
 from ._progress import progress_measures
 from ._replay import register_analysis
 
@@ -30,8 +31,9 @@ def spectra(model, task: ModularTask, context: dict) -> dict:
         embed_freq_norm, logit_freq_norm, key_freq_mask: [n_freq]; neuron_freq, neuron_frac_explained:
         [d_mlp]; embed_gini, embed_ipr, neuron_gini, logit_gini: scalars.
     """
+    grid = context.shared("grid_forward", lambda: grid_forward(model, task))
     with torch.no_grad():
-        return checkpoint_spectra(model, task)
+        return checkpoint_spectra(model, task, grid)
 
 
 def _final_key_frequencies(run: Run) -> dict:
@@ -50,5 +52,6 @@ def progress(model, task: ModularTask, context: dict) -> dict:
     (plus the constant term); excluded loss: train loss with those directions removed; train/test loss;
     weight_norm_sq: total sum of squared parameters. All scalars per checkpoint.
     """
+    grid = context.shared("grid_forward", lambda: grid_forward(model, task))
     with torch.no_grad():
-        return progress_measures(model, task, context["key_freqs"])
+        return progress_measures(model, task, context["key_freqs"], grid)
