@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.grokinterp-installed
+# CI adds ray,slurm so the sweep backends are tested.
+EXTRAS ?= dev
 RUN ?= checkpoints/quick
 export OMP_NUM_THREADS ?= 2
 
@@ -22,7 +24,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@touch $@
 
 train: $(STAMP)

@@ -338,15 +338,18 @@ def bench_run(name: str, out_root: Path, table: Table, max_s: float | None, max_
     out = out_root / name
     config = preset(name)
     log(f"training preset {name!r} into {out} (steps budget {config.train.steps})")
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     train_run(config, out, progress=False)
     outer = time.perf_counter() - t0
+    load_after = os.getloadavg()[0]
+    busy = max(load_before, load_after) > os.cpu_count() + 0.5
     summary = json.loads((out / "summary.json").read_text())
     size, n_files = dir_size(out)
     n_ckpt, n_state = len(list((out / "ckpt").glob("*.safetensors"))), len(list((out / "state").glob("*.safetensors")))
     log(f"{name}: {json.dumps(summary)}; {size} bytes in {n_files} files")
     table.section(f"Preset {name!r} (train_run, {torch.get_num_threads()} threads, "
-                  f"load {os.getloadavg()[0]:.2f} at the end)")
+                  f"load average {load_before:.2f} at the start, {load_after:.2f} at the end)")
     grokked = summary["status"] == "grokked"
     table.add(f"{name}: status", summary["status"], "grokked", verdict(grokked))
     table.add(f"{name}: memorization step", str(summary["memorization_step"]), "train acc >= 0.99", "info")
@@ -364,7 +367,7 @@ def bench_run(name: str, out_root: Path, table: Table, max_s: float | None, max_
     wall = summary["wall_time_s"]
     ok = None if max_s is None else (grokked and wall < max_s)
     table.add(f"{name}: wall time (summary.json)", f"{wall:.1f} s ({summary['final_step']} steps, "
-              f"{summary['steps_per_s']} steps/s; {outer:.1f} s with set-up)",
+              f"{summary['steps_per_s']} steps/s; {outer:.1f} s with set-up)" + (" (machine busy)" if busy else ""),
               f"< {max_s:.0f} s" if max_s else "", verdict(ok) if max_s else "info")
     if grokked:
         table.add(f"{name}: seconds to grok", f"{wall * summary['grokking_step'] / summary['final_step']:.1f} s "
@@ -392,12 +395,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="keep the trained run directories here (default: a temp dir, deleted)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table rows as JSON here")
+    parser.add_argument("--omp-wait-policy", choices=("PASSIVE", "ACTIVE"), default=None,
+                        help="set OMP_WAIT_POLICY for this run and the TL 3.9 subprocess (default: the environment's); "
+                             "PASSIVE keeps idle OpenMP threads from spinning, which matters on a busy machine")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any row FAILs")
     args = parser.parse_args(argv)
+    if args.omp_wait_policy and os.environ.get("OMP_WAIT_POLICY") != args.omp_wait_policy:
+        # OpenMP reads its environment once, when torch loads it: restart with the policy set.
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
     torch.set_num_threads(args.threads)
     table = Table()
-    log(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    log(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load {os.getloadavg()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     if not args.skip_step:
         bench_step(args, table)
     if not args.skip_quick or args.nanda:
@@ -412,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.nanda:
                 bench_run("nanda", root, table, max_s=None, max_mb=NANDA_MAX_MB)
     print(table.render())
-    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs); "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     if args.json:
         args.json.write_text(json.dumps([dict(zip(("bench", "measured", "reference", "result"), r))
                                          for r in table.rows], indent=1))

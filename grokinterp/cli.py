@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .sweep.cli import add_sweep_parser, run_sweep_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_literal, preset
 
 EXIT_USAGE = 2
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--stride", type=int, default=1, help="replay every k-th checkpoint (default 1)")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("presets", help="list the presets and their reasons")
+    add_sweep_parser(sub)
     return parser
 
 
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _cmd_train(args, extra)
+        if args.command == "sweep":  # before the `extra` check: sweeps take the same --KEY=VALUE overrides
+            return run_sweep_command(args, extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "analyze":

@@ -185,6 +185,16 @@ def test_grid_forward_matches_the_full_forward_cache():
     assert torch.allclose(grid.neuron_acts, cache["blocks.0.mlp.hook_post"][:, -1].reshape(p, p, -1), atol=1e-5)
     assert not any(hp.fwd_hooks for hp in model.hook_dict.values())  # the capture hook is gone
 
+    class PlainForward(type(model)):  # a HookedTransformer-like model without the fast path
+        def forward(self, tokens):
+            return super().forward(tokens)
+
+    plain = PlainForward(model.cfg, model.d_vocab, model.d_vocab_out)
+    plain.load_state_dict(model.state_dict())
+    slow = grid_forward(plain, task)
+    assert torch.allclose(slow.logits, grid.logits, atol=1e-5)
+    assert torch.allclose(slow.neuron_acts, grid.neuron_acts, atol=1e-5)
+
 
 def test_checkpoint_spectra_keys_and_references():
     model, task = small_model()

@@ -296,8 +296,9 @@ def poison_plugin():
 
 
 @pytest.mark.parametrize("overrides", [
-    # lr ramps up without end: weights stay finite, logits overflow, the loss turns inf (step 40 here)
-    dict(optim__lr=1e3, optim__warmup_steps=10_000),
+    # lr ramps up without end: weights stay finite, logits overflow, the loss turns inf (near step 40);
+    # a checkpoint at every step, so the diverged step has one, which must not survive
+    dict(optim__lr=1e3, optim__warmup_steps=10_000, train__ckpt_every=1, train__state_every=2),
     # NaN weights at step 25, a checkpoint step: that checkpoint must not survive
     dict(train__ckpt_every=5, train__state_every=10),
 ], ids=["inf-loss", "nan-weights"])
@@ -307,7 +308,7 @@ def test_divergence_stops_and_keeps_only_good_checkpoints(tmp_path, keep_threads
 
     config = tiny_config(**{**dict(train__steps=200, train__ckpt_every=10, train__state_every=20, train__threads=1),
                             **overrides})
-    if "train__ckpt_every" in overrides:
+    if "optim__lr" not in overrides:
         config = apply_overrides(config, {"plugins.test_poison": {"at": 24}})
     run = train_run(config, tmp_path / "run", progress=False)
     summary = run.summary

@@ -58,8 +58,19 @@ def t_series(metrics):
 
 @pytest.fixture
 def run_path(tiny_run, tmp_path) -> Path:
-    """A private copy of conftest's tiny trained run (each test fills its own cache)."""
-    return Path(shutil.copytree(tiny_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("analysis", "report.html")))
+    """A private copy of conftest's tiny trained run (each test fills its own cache), thinned to every
+    4th checkpoint and the last (8 or more) to keep the tests fast; no optimizer state."""
+    steps = tiny_run.steps
+    keep = {_name(s) for s in steps[::4] + steps[-1:]}
+
+    def ignore(folder, names):
+        if Path(folder).name == "ckpt":
+            return [n for n in names if n not in keep]
+        return [n for n in names if n in ("analysis", "state", "report.html", "LOCK")]
+
+    path = Path(shutil.copytree(tiny_run.path, tmp_path / "run", ignore=ignore))
+    assert len(Run(path).steps) >= 8
+    return path
 
 
 def _name(step: int) -> str:

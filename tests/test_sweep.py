@@ -3,6 +3,9 @@ import csv
 import importlib
 import json
 import os
+import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +101,9 @@ def test_sweep_file_can_be_extended_but_not_changed(tmp_path):
     data = write_sweep_file(tmp_path, tiny_spec(seeds=(1, 2, 3)))
     assert [r["values"]["model.seed"] for r in data["runs"]] == [0, 1, 2, 3]
     assert read_sweep_file(tmp_path) == data
+    two_axes = write_sweep_file(tmp_path / "b", tiny_spec(seeds=(0,), **{"optim.weight_decay": [1.0]}))
+    assert list(two_axes["spec"]["grid"]) == ["optim.weight_decay", "model.seed"]  # axis order kept on disk
+    assert list(read_sweep_file(tmp_path / "b")["spec"]["grid"]) == ["optim.weight_decay", "model.seed"]
     with pytest.raises(ConfigError, match="different base config"):
         write_sweep_file(tmp_path, SweepSpec({"model.seed": [0]}, preset="quick", overrides={**TINY, "optim.lr": 3e-3}))
     with pytest.raises(ConfigError, match="sweep over"):
@@ -186,13 +192,40 @@ def test_gap_figure_has_an_iqr_band_and_run_curves_one_trace_per_run(hand_made_s
     fig = gap_figure(rows, ["optim.weight_decay"])
     band, median = fig.data[0], fig.data[1]
     assert band.fill == "toself" and list(median.x) == [1.0, 2.0, 5.0]  # sorted by the swept value
-    assert median.y[0] == 300.0 and list(band.y[:3]) == [400.0, 0.0, pytest.approx(np.nan, nan_ok=True)]
+    assert median.y[0] == 300.0 and np.isnan(median.y[2])  # wd 5 never grokked
+    assert list(band.x) == [1.0, 2.0, 2.0, 1.0] and list(band.y) == [400.0, 0.0, 0.0, 300.0]  # q75 out, q25 back
     fig = run_curves(hand_made_sweep, {"optim.weight_decay": 1.0})
     assert len(fig.data) == 5 * 2  # five runs with metrics (one still running), test and train accuracy
     test_trace = next(t for t in fig.data if t.name.endswith("test_acc"))
     assert len(test_trace.x) == 11  # evaluated steps only
     with pytest.raises(ValueError, match="no run"):
         run_curves(hand_made_sweep, {"optim.weight_decay": 9.0})
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CI") != "true",
+                    reason="needs /usr/bin/chromium (apt-get install chromium); required under CI=true")
+def test_sweep_report_renders_in_headless_chromium(hand_made_sweep, tmp_path):
+    assert CHROMIUM.exists(), "CI=true: install chromium (apt-get install -y chromium)"
+    report = sweep_report(hand_made_sweep)
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=10000", "--dump-dom", report.resolve().as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = out.stdout.split('class="plot-container plotly"')[1:]
+    assert len(figures) == 5 and all('class="main-svg"' in f for f in figures)  # each one drawn
+    plot = lambda f: f.split('class="infolayer"')[0]  # noqa: E731  (legend swatches excluded)
+    lines = lambda f: [len(re.findall(r"[ML]", d)) for d in re.findall(r'<path class="js-line"[^>]*\sd="([^"]*)"', plot(f))]  # noqa: E731
+    # the IQR band's outline (wd 1 to 2 and back; its two wd-2 corners coincide), then the median gap at wd 1
+    # and 2 (wd 5 never grokked)
+    assert lines(figures[0]) == [3, 2]
+    assert lines(figures[1]) == [3, 3, 3]  # grok rate, never learned, generalized without memorizing
+    assert len(lines(figures[2])) == 5 * 2  # wd 1's five runs with metrics (one still running), test and train
+    assert [len(lines(f)) for f in figures[3:]] == [2 * 2, 1 * 2]  # wd 5 and wd 2: only runs with metrics drawn
+    assert 'class="fills"' in plot(figures[0])  # the IQR band
 
 
 # ----- execution -----

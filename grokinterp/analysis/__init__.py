@@ -1,10 +1,66 @@
 """Analyses of a run: pure functions of (model, task) or of metric series, and the replay engine.
 
+- `_fourier`: Fourier analysis over Z_n (Nanda et al. 2023): basis, spectra, neuron frequencies,
+  key frequencies, Gini / IPR sparsity.
+- `_characters`: multiplicative characters of Z_p^* (primitive roots, discrete logs) for mul / div.
+- `_progress`: progress measures (restricted and excluded loss, weight norm).
+- `_replay`: the replay engine (registered analyses over a run's checkpoints, cached in the run).
+
 >>> from grokinterp.analysis import replay
 >>> result = replay("checkpoints/quick")                          # doctest: +SKIP
 >>> result["progress"]["excluded_loss"], result.steps             # doctest: +SKIP
 """
 
+from ._characters import (
+    DiscreteLog,
+    GroupIndexing,
+    character_basis,
+    discrete_log,
+    group_indexing,
+    group_law_labels,
+    log_reindex,
+    multiplicative_order,
+    prime_factors,
+    primitive_root,
+)
+from ._fourier import (
+    KEY_FREQ_MIN_SHARE,
+    NEURON_FRAC_THRESHOLD,
+    GridForward,
+    NeuronFrequencies,
+    basis_frequencies,
+    basis_names,
+    checkpoint_spectra,
+    diagonal_sums,
+    embedding_spectrum,
+    fourier_basis,
+    frequency_energy,
+    frequency_norms,
+    gini,
+    grid_forward,
+    group_grid,
+    inverse_participation_ratio,
+    key_frequencies,
+    key_frequency_mask,
+    logit_input_spectrum,
+    logit_output_spectrum,
+    n_frequencies,
+    neuron_frequencies,
+    pair_frequency_energy,
+)
+from ._progress import (
+    combined_coordinate,
+    excluded_logits,
+    excluded_loss,
+    key_directions,
+    key_projection,
+    key_wave_table,
+    per_example_loss,
+    progress_measures,
+    restricted_logits,
+    restricted_loss,
+    weight_norm_sq,
+)
 from ._replay import (
     STANDARD_ANALYSES,
     Analysis,
@@ -16,35 +72,22 @@ from ._replay import (
     replay,
     select_steps,
 )
+from . import _standard  # noqa: F401  (registers the standard analyses "spectra" and "progress")
 
 __all__ = [
-    "STANDARD_ANALYSES",
-    "Analysis",
-    "ReplayResult",
-    "StepContext",
-    "available_analyses",
-    "get_analysis",
-    "register_analysis",
-    "replay",
-    "select_steps",
+    # replay engine
+    "STANDARD_ANALYSES", "Analysis", "ReplayResult", "StepContext", "available_analyses", "get_analysis",
+    "register_analysis", "replay", "select_steps",
+    # Fourier analysis over Z_n
+    "KEY_FREQ_MIN_SHARE", "NEURON_FRAC_THRESHOLD", "GridForward", "NeuronFrequencies", "basis_frequencies",
+    "basis_names", "checkpoint_spectra", "diagonal_sums", "embedding_spectrum", "fourier_basis", "frequency_energy",
+    "frequency_norms", "gini", "grid_forward", "group_grid", "inverse_participation_ratio", "key_frequencies",
+    "key_frequency_mask", "logit_input_spectrum", "logit_output_spectrum", "n_frequencies", "neuron_frequencies",
+    "pair_frequency_energy",
+    # multiplicative characters
+    "DiscreteLog", "GroupIndexing", "character_basis", "discrete_log", "group_indexing", "group_law_labels",
+    "log_reindex", "multiplicative_order", "prime_factors", "primitive_root",
+    # progress measures
+    "combined_coordinate", "excluded_logits", "excluded_loss", "key_directions", "key_projection", "key_wave_table",
+    "per_example_loss", "progress_measures", "restricted_logits", "restricted_loss", "weight_norm_sq",
 ]
-
-# The analysis math lands in separate modules; until each exists, `grokinterp.analysis` still imports.
-try:
-    from ._characters import (
-        DiscreteLog,
-        GroupIndexing,
-        character_basis,
-        discrete_log,
-        group_indexing,
-        group_law_labels,
-        log_reindex,
-        multiplicative_order,
-        prime_factors,
-        primitive_root,
-    )
-
-    __all__ += ["DiscreteLog", "GroupIndexing", "character_basis", "discrete_log", "group_indexing",
-                "group_law_labels", "log_reindex", "multiplicative_order", "prime_factors", "primitive_root"]
-except ImportError:  # pragma: no cover
-    pass

@@ -100,9 +100,24 @@ def excluded_logits(logits: Float[Tensor, "n n c"], key_freqs: list[int], sign: 
     return logits.to(torch.float64) - key_projection(logits, key_freqs, sign)
 
 
+def per_example_loss(logits: Float[Tensor, "batch c"], labels: Int[Tensor, "batch"]) -> Float[Tensor, "batch"]:
+    """Cross-entropy of each row, as log(1 + sum_{c != y} exp(x_c - x_y)) so that tiny losses keep their precision.
+
+    With d_c = x_c - x_y (d_y = -inf) and m = max(0, max_c d_c): loss = m + log1p(sum_c exp(d_c - m) + expm1(-m)).
+    A grokked model's loss (1e-7 and below) is then exact to float32 relative precision, where
+    logsumexp(x) - x_y would round it to a multiple of eps * max|x|. Returns float64.
+    """
+    labels = labels.to(logits.device)[:, None]
+    d = logits - logits.gather(1, labels)
+    d.scatter_(1, labels, -torch.inf)
+    m = d.amax(1).clamp_min(0.0)
+    rest = torch.exp(d - m[:, None]).sum(1)
+    return (m.to(torch.float64) + torch.log1p(rest.to(torch.float64) + torch.expm1(-m.to(torch.float64))))
+
+
 def cross_entropy(logits: Float[Tensor, "batch c"], labels: Int[Tensor, "batch"]) -> float:
-    """Mean cross-entropy in float64 (losses of grokked models reach 1e-7, below float32's resolution)."""
-    return float(F.cross_entropy(logits.to(torch.float64), labels.to(logits.device)))
+    """Mean cross-entropy (`per_example_loss`)."""
+    return float(per_example_loss(logits, labels).mean())
 
 
 def restricted_loss(logits: Float[Tensor, "n n c"], labels: Int[Tensor, "n n"], key_freqs: list[int], sign: int = 1) -> float:
@@ -125,7 +140,7 @@ def _restricted_loss(logits: Tensor, labels: Tensor, table: Tensor, sign: int) -
     n = logits.shape[0]
     s = combined_coordinate(n, sign).to(labels.device)
     by_s = torch.full((n,), -1, dtype=labels.dtype, device=labels.device).scatter_(0, s.reshape(-1), labels.reshape(-1))
-    restricted = logits.mean((0, 1)).to(torch.float64) + table  # [n, c]: R at every s
+    restricted = (logits.mean((0, 1)).to(torch.float64) + table).to(logits.dtype)  # [n, c]: R at every s
     if torch.equal(by_s[s], labels):
         return cross_entropy(restricted, by_s)
     return cross_entropy(restricted[s.to(table.device)].reshape(n * n, -1), labels.reshape(-1))
@@ -135,8 +150,8 @@ def _excluded_loss(logits: Tensor, labels: Tensor, table: Tensor, pairs: Tensor,
     n = logits.shape[0]
     pairs = pairs.to(logits.device)
     s = combined_coordinate(n, sign).reshape(-1).to(logits.device)[pairs]
-    chosen = logits.reshape(n * n, -1).index_select(0, pairs).to(torch.float64)
-    return cross_entropy(chosen - table[s], labels.reshape(-1)[pairs.to(labels.device)])
+    chosen = logits.reshape(n * n, -1).index_select(0, pairs)
+    return cross_entropy(chosen - table[s].to(logits.dtype), labels.reshape(-1)[pairs.to(labels.device)])
 
 
 def weight_norm_sq(model) -> float:
@@ -164,8 +179,7 @@ def progress_measures(model, task, key_freqs: list[int], grid: GridForward | Non
     p = task.p
     full = grid.logits.reshape(p * p, -1)
     rows = (task.a * p + task.b).to(full.device)
-    chosen = full.index_select(0, rows).to(torch.float64)
-    nll = torch.logsumexp(chosen, dim=-1) - chosen.gather(1, task.labels.to(full.device)[:, None])[:, 0]
+    nll = per_example_loss(full.index_select(0, rows), task.labels)
     measures = {
         "restricted_loss": float("nan"),
         "excluded_loss": float("nan"),

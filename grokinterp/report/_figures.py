@@ -15,21 +15,20 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from ..analysis import ReplayResult
+from ..analysis import NEURON_FRAC_THRESHOLD, ReplayResult
 from ..runs import Run
 
 HEIGHT = 420
 COLORS = {"train": "#1f77b4", "test": "#d62728", "restricted": "#2ca02c", "excluded": "#9467bd",
           "embed": "#1f77b4", "neuron": "#ff7f0e", "logit": "#2ca02c", "key": "#d62728", "other": "#9fb4c7"}
 MARKERS = (("memorization_step", "memorized", "#7f7f7f"), ("grokking_step", "grokked", "#2ca02c"))
-NEURON_FRAC_THRESHOLD = 0.5  # a neuron is "clean" when its dominant frequency explains at least this much
 
 
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_x: bool = False, log_y: bool = False) -> go.Figure:
     fig.update_layout(title=title, height=HEIGHT, template="plotly_white", margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
-    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear")
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", **({"dtick": 1} if log_y else {}))
     return fig
 
 

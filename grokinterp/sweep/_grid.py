@@ -230,7 +230,7 @@ def write_sweep_file(sweep_dir: Path, spec: SweepSpec) -> dict:
         runs = old["runs"] + [r for r in runs if r["name"] not in known]
     data = {"spec": _jsonable(spec.to_dict()), "axes": list(spec.grid), "cell_keys": spec.cell_keys,
             "seed_keys": spec.replicate_keys, "base_config": _jsonable(base), "runs": runs}
-    atomic_write_json(path, data)
+    atomic_write_json(path, data, sort_keys=False)  # grid axes and plug-ins keep their order
     return data
 
 

@@ -50,8 +50,10 @@ def gap_figure(rows: list[dict], cell_keys: list[str], x_key: str | None = None)
     for i, (label, rs) in enumerate(series):
         x = [r[x_key] for r in rs] if x_key else ["all"] * len(rs)
         color = colors[i % len(colors)]
-        q25, q75 = [_nan(r["gap_q25"]) for r in rs], [_nan(r["gap_q75"]) for r in rs]
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=q75 + q25[::-1], fill="toself", fillcolor=color, opacity=0.2,
+        banded = [(xi, r) for xi, r in zip(x, rs) if r["gap_q25"] is not None]  # a gap in the band breaks the fill
+        xb = [xi for xi, _ in banded]
+        q25, q75 = [r["gap_q25"] for _, r in banded], [r["gap_q75"] for _, r in banded]
+        fig.add_trace(go.Scatter(x=xb + xb[::-1], y=q75 + q25[::-1], fill="toself", fillcolor=color, opacity=0.2,
                                  line={"width": 0}, hoverinfo="skip", showlegend=False, name=f"IQR {label}"))
         fig.add_trace(go.Scatter(
             x=x, y=[_nan(r["median_gap"]) for r in rs], mode="lines+markers", name=label, line={"color": color},
@@ -92,6 +94,7 @@ def run_curves(sweep_dir: str | Path, cell: dict | str, metrics: tuple[str, ...]
     Returns:
         A plotly Figure, one line per (run, metric).
     """
+    import plotly.colors
     import plotly.graph_objects as go
 
     from ..runs import read_metrics_csv
@@ -102,15 +105,15 @@ def run_curves(sweep_dir: str | Path, cell: dict | str, metrics: tuple[str, ...]
         raise ValueError(f"no run of {sweep_dir} matches cell {cell!r}; cells: "
                          f"{sorted({json.dumps(_cell_of(r, read_sweep_file(sweep_dir)['cell_keys'])) for r in collect(sweep_dir)})}")
     fig = go.Figure()
-    for rec in records:
-        if not (rec.path / "metrics.csv").is_file():
-            continue
+    colors = plotly.colors.qualitative.Plotly
+    dashes = ["solid", "dot", "dash", "dashdot"]
+    for i, rec in enumerate(r for r in records if (r.path / "metrics.csv").is_file()):
         rows = read_metrics_csv(rec.path / "metrics.csv")
-        for metric in metrics:
+        for j, metric in enumerate(metrics):  # one colour per run, one dash per metric
             pts = [(r["step"], r[metric]) for r in rows if metric in r and r[metric] == r[metric]]
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
-                                     name=f"{rec.name} {metric}", line={"width": 1},
-                                     legendgroup=rec.name, opacity=0.8))
+                                     name=f"{rec.name} {metric}", legendgroup=rec.name, opacity=0.8,
+                                     line={"width": 1, "color": colors[i % len(colors)], "dash": dashes[j % len(dashes)]}))
     title = cell if isinstance(cell, str) else ", ".join(f"{k}={v}" for k, v in cell.items()) or "all runs"
     fig.update_layout(title=f"Per-run curves: {title}", xaxis_title="step", yaxis_title=", ".join(metrics),
                       template="plotly_white")
@@ -159,7 +162,7 @@ def sweep_report(sweep_dir: str | Path, x_key: str | None = None, curves: bool =
              f"<code>{html.escape(json.dumps(info['spec']['overrides']))}</code>; grid axes "
              f"<code>{html.escape(', '.join(info['axes']))}</code> (seeds pooled: "
              f"<code>{html.escape(', '.join(info['seed_keys']) or 'none')}</code>); {len(info['runs'])} runs.</p>",
-             _table(rows, cell_keys), div(gap_figure(rows, cell_keys, x_key)), div(rate_figure(rows, cell_keys, x_key))]
+             f"<div style='overflow-x:auto'>{_table(rows, cell_keys)}</div>", div(gap_figure(rows, cell_keys, x_key)), div(rate_figure(rows, cell_keys, x_key))]
     if curves:
         parts.append("<h2>Per-run curves</h2>")
         for row in rows:
