@@ -74,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args, extra: list[str]) -> int:
+    config = apply_overrides(preset(args.preset), _parse_overrides(extra))  # before the slow imports: errors are instant
     from .launch import train_run
     from .runs import RunError
 
-    config = apply_overrides(preset(args.preset), _parse_overrides(extra))
     if args.print_config:
         print(config.to_json())
         return 0

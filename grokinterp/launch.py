@@ -121,7 +121,7 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
     with RunLock(out), torch.random.fork_rng(devices=[]):
         exists = (out / "config.json").is_file()
         if exists and not resume:
-            raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+            raise ConfigError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         if exists:
             _check_resumable(out, config)  # again, under the lock (a run may have been created meanwhile)
         remove_stale_temp_files(out)  # left by a writer killed mid-write

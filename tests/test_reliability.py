@@ -470,7 +470,7 @@ def test_resume_with_a_different_config_is_refused_and_touches_nothing(reference
     expected = {
         "lr": (["--resume", "--optim.lr=0.02"], 2, ["optim.lr", "0.01 -> 0.02", "--resume"]),
         "steps": (["--resume", "--train.steps=400"], 2, ["train.steps", "290 -> 400"]),
-        "no-resume": ([], 1, ["already holds a run", "--resume"]),
+        "no-resume": ([], 2, ["already holds a run", "--resume"]),
     }
     cases = {name: (["train", "--no-progress", "--out", out, *ARGS, *args], tmp_path)
              for name, (args, _, _) in expected.items()}
