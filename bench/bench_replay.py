@@ -52,7 +52,8 @@ def make_synthetic_run(path: Path, n_checkpoints: int, every: int = 100, seed: i
         step = i * every
         state = dict(start)
         for k in weights:
-            state[k] = start[k] + (i / n_checkpoints) * delta[k] + 0.01 * torch.randn(start[k].shape, generator=generator)
+            noise = 0.01 * torch.randn(start[k].shape, generator=generator)
+            state[k] = start[k] + (i / n_checkpoints) * delta[k] + noise
         save_tensors(path / "ckpt" / step_filename(step), state)
         rows.append({"step": step, "train_loss": 4.7, "train_acc": 0.0, "test_loss": 4.7, "test_acc": 0.0})
     write_metrics_csv(path / "metrics.csv", rows)

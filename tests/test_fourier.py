@@ -31,11 +31,6 @@ from grokinterp.tasks import make_task
 from grokinterp.train import build_model
 
 
-@pytest.fixture
-def generator():
-    return torch.Generator().manual_seed(0)
-
-
 def wave(k: int, x: torch.Tensor, n: int, phase: float = 0.0) -> torch.Tensor:
     return torch.cos(2 * math.pi * k * x / n + phase)
 

@@ -26,11 +26,6 @@ from grokinterp.train import build_model
 P, KEYS, SCALE = 23, [2, 5, 9], 6.0
 
 
-@pytest.fixture
-def generator():
-    return torch.Generator().manual_seed(0)
-
-
 def clock_logits(n: int, keys: list[int], scale: float, sign: int = 1) -> torch.Tensor:
     """L[i, j, c] = scale * sum_k cos(w_k (i + sign j - c)): the ideal clock over Z_n."""
     i, j, c = torch.meshgrid(*(torch.arange(n, dtype=torch.float64),) * 3, indexing="ij")

@@ -134,17 +134,27 @@ class NeuronFrequencies:
     frac_explained: Tensor
 
 
-def _wrapped_add(out: Tensor, row: Tensor, shift: int) -> None:
-    """out[(t + shift) mod n] += row[t] for all t, as two slice additions (no temporaries)."""
-    n = row.shape[0]
-    out[shift:] += row[: n - shift]
-    out[:shift] += row[n - shift :]
+def _wrapped_diagonal_sums(grid: Float[Tensor, "n n d"]) -> tuple[Tensor, Tensor]:
+    """Sums over a + b = s and over b - a = s (mod n), each [n, d].
+
+    Row a adds grid[a, b] at s = b + a (resp. b - a): its row cyclically shifted, as two slice additions
+    into an accumulator that stays in cache. Measured faster than a gather, a scatter, or sheared strided
+    views of a doubled grid, on 1 and 2 threads.
+    """
+    n = grid.shape[0]
+    plus, minus = torch.zeros_like(grid[0]), torch.zeros_like(grid[0])
+    for a in range(n):
+        row = grid[a]
+        for out, shift in ((plus, a), (minus, (n - a) % n)):
+            out[shift:] += row[: n - shift]
+            out[:shift] += row[n - shift :]
+    return plus, minus
 
 
 def diagonal_sums(grid: Float[Tensor, "n n ..."], sign: int = 1) -> Float[Tensor, "n ..."]:
     """Sums of a grid along its wrapped diagonals: out[s] = sum over i + sign * j = s (mod n) of grid[i, j].
 
-    sign = +1 sums over a + b = s, sign = -1 over a - b = s. Row by row, without a copy of the grid.
+    sign = +1 sums over a + b = s, sign = -1 over a - b = s.
 
     >>> grid = torch.tensor([[1.0, 0, 0], [0, 0, 2], [0, 0, 0]])  # (0, 0) = 1 and (1, 2) = 2
     >>> diagonal_sums(grid).tolist(), diagonal_sums(grid, -1).tolist()
@@ -153,26 +163,19 @@ def diagonal_sums(grid: Float[Tensor, "n n ..."], sign: int = 1) -> Float[Tensor
     if sign not in (1, -1):
         raise ValueError(f"sign={sign} must be +1 or -1")
     n = grid.shape[0]
-    out = torch.zeros(grid.shape[1:], dtype=grid.dtype, device=grid.device)
-    for i in range(n):
-        # Row i contributes grid[i, j] to s = i + sign * j: for sign -1 add the row reversed (j -> -j) at shift i.
-        row = grid[i] if sign == 1 else grid[i].roll(-1, 0).flip(0)
-        _wrapped_add(out, row, i)
-    return out
+    plus, minus = _wrapped_diagonal_sums(grid.reshape(n, n, -1).contiguous())
+    if sign == 1:
+        return plus.reshape(n, *grid.shape[2:])
+    # a - b = s is b - a = -s.
+    return minus[(-torch.arange(n, device=grid.device)) % n].reshape(n, *grid.shape[2:])
 
 
 def _pair_marginals(grid: Float[Tensor, "n n d"]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Sums over b, over a, over a + b = s, over b - a = s ([n, d] each), and the sum of squares ([d], float64).
-
-    Row by row with in-place slice additions: no temporary as large as the grid.
-    """
-    n = grid.shape[0]
-    diag, anti = torch.zeros_like(grid[0]), torch.zeros_like(grid[0])
-    for i in range(n):
-        _wrapped_add(diag, grid[i], i)  # s = i + j
-        _wrapped_add(anti, grid[i], (n - i) % n)  # s = j - i
+    """Sums over b, over a, over a + b = s, over b - a = s ([n, d] each), and the sum of squares ([d], float64)."""
+    grid = grid.contiguous()
+    plus, minus = _wrapped_diagonal_sums(grid)
     squares = sum((chunk * chunk).sum((0, 1)).to(torch.float64) for chunk in grid.split(16))
-    return grid.sum(1), grid.sum(0), diag, anti, squares
+    return grid.sum(1), grid.sum(0), plus, minus, squares
 
 
 def pair_frequency_energy(grid: Float[Tensor, "n n d"]) -> Float[Tensor, "d n_freq"]:

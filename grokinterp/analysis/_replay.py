@@ -26,7 +26,6 @@ the analysis version and the hash of the current context (checkpoint kind) or of
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import multiprocessing
 import os
@@ -45,7 +44,7 @@ from tqdm.auto import tqdm
 from ..runs import Run, RunError, atomic_write_json, save_tensors, step_filename
 
 KINDS = ("checkpoint", "series")
-STANDARD_ANALYSES = ("spectra", "progress")  # what `replay(analyses=None)` runs; registered in _standard.py
+STANDARD_ANALYSES = ("spectra", "progress")  # what `replay(analyses=None)` runs; registered by _standard.py
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,6 @@ class StepContext(dict):
 
 
 _REGISTRY: dict[str, Analysis] = {}
-_STANDARD_IMPORT_ERROR: list[str] = []
 
 
 def register_analysis(name: str, version: int = 1, kind: str = "checkpoint", prepare: Callable | None = None):
@@ -123,33 +121,20 @@ def register_analysis(name: str, version: int = 1, kind: str = "checkpoint", pre
     return wrap
 
 
-def _load_standard() -> None:
-    """Register the standard analyses on first use (their math lives in modules imported there)."""
-    if all(n in _REGISTRY for n in STANDARD_ANALYSES):
-        return
-    try:
-        importlib.import_module("grokinterp.analysis._standard")
-        _STANDARD_IMPORT_ERROR.clear()
-    except ImportError as e:  # retried on the next lookup
-        _STANDARD_IMPORT_ERROR[:] = [f"{type(e).__name__}: {e}"]
-
-
 def available_analyses() -> list[str]:
     """Names of every registered analysis (the standard ones included)."""
-    _load_standard()
     return sorted(_REGISTRY)
 
 
 def get_analysis(name: str) -> Analysis:
     """The registered analysis `name`; an unknown name raises ValueError listing the valid ones."""
-    _load_standard()
     if name not in _REGISTRY:
-        hint = f" (the standard analyses failed to import: {_STANDARD_IMPORT_ERROR[0]})" if _STANDARD_IMPORT_ERROR else ""
-        raise ValueError(f"unknown analysis {name!r}; registered analyses: {sorted(_REGISTRY)}{hint}")
+        raise ValueError(f"unknown analysis {name!r}; registered analyses: {sorted(_REGISTRY)} "
+                         "(register yours with @register_analysis)")
     return _REGISTRY[name]
 
 
-@dataclass
+@dataclass(eq=False)  # arrays do not compare to one bool
 class ReplayResult(Mapping):
     """Arrays indexed by step, per analysis: `result["spectra"]["embed_gini"]` is `[n_steps]`.
 
@@ -268,7 +253,8 @@ def _to_arrays(name: str, step: int | None, out: Any) -> dict[str, np.ndarray]:
         arr = np.asarray(value)
         if arr.dtype == object or arr.dtype.kind not in "biuf":
             where = "" if step is None else f" at step {step}"
-            raise TypeError(f"analysis {name!r} key {key!r}{where} is {arr.dtype}; only bool/int/float arrays are stored")
+            raise TypeError(f"analysis {name!r} key {key!r}{where} is {arr.dtype}; "
+                            "only bool/int/float arrays are stored")
         arrays[str(key)] = np.array(arr, order="C", copy=True)  # not ascontiguousarray: it makes 0-d 1-d
     return arrays
 
@@ -311,7 +297,7 @@ def _prepared_context(analysis: Analysis, run: Run) -> dict:
             pass
     context = _jsonable(analysis.prepare(run))
     if not isinstance(context, dict):
-        raise TypeError(f"prepare of analysis {analysis.name!r} returned {type(context).__name__}; it must return a dict")
+        raise TypeError(f"prepare of analysis {analysis.name!r} returned {type(context).__name__}, not a dict")
     atomic_write_json(path, {"analysis": analysis.name, "version": analysis.version, "fingerprint": fingerprint,
                              "context": context})
     return context

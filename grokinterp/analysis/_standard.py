@@ -9,7 +9,7 @@
   See `_progress.progress_measures`.
 
 Both read one forward pass over all p^2 pairs (`grid_forward`), shared through the step context.
-Imported by `grokinterp.analysis` (and, as a fallback, on first registry lookup by the engine).
+Imported by `grokinterp.analysis`, so importing the package registers them.
 """
 
 from __future__ import annotations

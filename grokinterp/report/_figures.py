@@ -24,7 +24,8 @@ COLORS = {"train": "#1f77b4", "test": "#d62728", "restricted": "#2ca02c", "exclu
 MARKERS = (("memorization_step", "memorized", "#7f7f7f"), ("grokking_step", "grokked", "#2ca02c"))
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_x: bool = False, log_y: bool = False) -> go.Figure:
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_x: bool = False,
+            log_y: bool = False) -> go.Figure:
     fig.update_layout(title=title, height=HEIGHT, template="plotly_white", margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
@@ -112,7 +113,8 @@ def embedding_spectrum_heatmap(result: ReplayResult) -> go.Figure:
 def neuron_frequency_histogram(result: ReplayResult, step: int | None = None,
                                threshold: float = NEURON_FRAC_THRESHOLD) -> go.Figure:
     """How many MLP neurons have each dominant frequency at `step` (default: the last replayed checkpoint),
-    split by whether that frequency explains at least `threshold` of the neuron's variance."""
+    split by whether that frequency explains at least `threshold` of the neuron's variance. Frequency 0
+    counts dead or constant neurons (`neuron_frequencies` gives them freq 0)."""
     step = int(result.steps[-1]) if step is None else step
     at = result.at("spectra", step)
     n_freq = at["embed_freq_norm"].shape[0]
@@ -126,7 +128,7 @@ def neuron_frequency_histogram(result: ReplayResult, step: int | None = None,
     ])
     fig.update_layout(barmode="stack")
     return _layout(fig, f"Neurons by dominant frequency (step {step}, {len(freq)} neurons)",
-                   _frequency_axis(result), "neurons")
+                   _frequency_axis(result) + " (0: dead or constant)", "neurons")
 
 
 def key_frequencies_of(result: ReplayResult) -> list[int]:
