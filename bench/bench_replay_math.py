@@ -14,6 +14,7 @@ Usage: python bench/bench_replay_math.py [--checkpoints 50] [--threads 2] [--op 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -61,7 +62,8 @@ def main() -> None:
     def forward_only():
         grid_forward(model, task)
 
-    print(f"p={task.p} op={task.op} d_model={config.model.d_model} d_mlp={config.model.d_mlp} threads={args.threads}")
+    print(f"p={task.p} op={task.op} d_model={config.model.d_model} d_mlp={config.model.d_mlp} threads={args.threads}"
+          f" (load average before: {os.getloadavg()[0]:.2f}; other processes inflate every number)")
     for name, fn in (("forward only", forward_only), ("shared grid", shared), ("separate", separate)):
         wall, cpu = time_per_checkpoint(fn, args.checkpoints)
         med = statistics.median(wall)

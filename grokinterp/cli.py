@@ -102,7 +102,7 @@ def _cmd_analyze(args) -> int:
 
     try:
         path = analyze_run(args.run, workers=args.workers, stride=args.stride, progress=not args.no_progress)
-    except RunError as e:
+    except (RunError, ValueError) as e:
         print(f"grokinterp analyze: error: {e}", file=sys.stderr)
         return 1
     print(f"report written to {path}")

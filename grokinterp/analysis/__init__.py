@@ -72,6 +72,30 @@ from ._replay import (
     replay,
     select_steps,
 )
+from ._dynamics import (
+    Collapse,
+    Oscillation,
+    PhaseLocking,
+    PostGrokDynamics,
+    ResolutionWarning,
+    check_resolution,
+    detect_collapses,
+    detrend,
+    lomb_scargle,
+    phase_locking,
+    post_grokking_dynamics,
+    stable_grokking_step,
+)
+from ._interventions import (
+    INTERVENTIONS,
+    ablate_neurons,
+    fourier_neurons,
+    neuron_index,
+    neuron_intervention_metrics,
+    neuron_patch,
+    patch_neurons,
+    transplant_neuron_weights,
+)
 from . import _standard  # noqa: F401  (registers the standard analyses "spectra" and "progress")
 
 __all__ = [
@@ -90,4 +114,10 @@ __all__ = [
     # progress measures
     "combined_coordinate", "excluded_logits", "excluded_loss", "key_directions", "key_projection", "key_wave_table",
     "per_example_loss", "progress_measures", "restricted_logits", "restricted_loss", "weight_norm_sq",
+    # post-grokking dynamics
+    "Collapse", "Oscillation", "PhaseLocking", "PostGrokDynamics", "ResolutionWarning", "check_resolution",
+    "detect_collapses", "detrend", "lomb_scargle", "phase_locking", "post_grokking_dynamics", "stable_grokking_step",
+    # hook-based interventions
+    "INTERVENTIONS", "ablate_neurons", "fourier_neurons", "neuron_index", "neuron_intervention_metrics",
+    "neuron_patch", "patch_neurons", "transplant_neuron_weights",
 ]
