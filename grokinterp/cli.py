@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .sweep.cli import add_sweep_parser, run_sweep_command
-from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_literal, preset
+from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
 
 EXIT_USAGE = 2
 
@@ -30,23 +30,6 @@ def _keys_epilog() -> str:
     lines.append("presets: " + ", ".join(f"{name} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
                                          for name, o in PRESETS.items()))
     return "\n".join(lines)
-
-
-def _parse_overrides(extra: list[str]) -> dict:
-    """['--optim.lr=3e-4', '--task.p', '97'] -> {'optim.lr': 3e-4, 'task.p': 97}."""
-    overrides, i = {}, 0
-    while i < len(extra):
-        arg = extra[i]
-        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
-            raise ConfigError(f"unrecognized argument {arg!r}; config overrides look like --optim.lr=3e-4 (see --help)")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(extra):
-                raise ConfigError(f"--{key} needs a value, e.g. --{key}=VALUE")
-            value, i = extra[i + 1], i + 1
-        overrides[key] = parse_literal(value)
-        i += 1
-    return overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args, extra: list[str]) -> int:
-    config = apply_overrides(preset(args.preset), _parse_overrides(extra))  # before the slow imports: errors are instant
+    config = apply_overrides(preset(args.preset), parse_override_args(extra))  # before the slow imports: errors are instant
     from .launch import train_run
     from .runs import RunError
 

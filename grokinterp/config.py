@@ -267,6 +267,23 @@ def parse_literal(text: str) -> Any:
         return text
 
 
+def parse_override_args(extra: list[str]) -> dict:
+    """['--optim.lr=3e-4', '--task.p', '97'] -> {'optim.lr': 3e-4, 'task.p': 97}."""
+    overrides, i, extra = {}, 0, list(extra)
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            raise ConfigError(f"unrecognized argument {arg!r}; config overrides look like --optim.lr=3e-4 (see --help)")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"--{key} needs a value, e.g. --{key}=VALUE")
+            value, i = extra[i + 1], i + 1
+        overrides[key] = parse_literal(value)
+        i += 1
+    return overrides
+
+
 def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """Return a new config with dotted overrides applied, e.g. {"optim.lr": 3e-4, "task.p": 97}.
 

@@ -98,8 +98,8 @@ def load_tensors(path: Path) -> dict[str, Tensor]:
         raise RunError(f"{path} is truncated or corrupted ({e}); delete it (a resume rewrites it)") from None
 
 
-def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    """All rows, columns in first-seen order; NaN is written as an empty cell."""
+def write_csv(path: Path, rows: list[dict], cell) -> None:
+    """Rows as CSV, atomically; columns in first-seen order, each value written as `cell(value)`."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -107,8 +107,13 @@ def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if _isnan(row.get(c)) else _fmt(row[c]) for c in columns])
-    atomic_write_bytes(path, buffer.getvalue().encode())
+        writer.writerow([cell(row.get(c)) for c in columns])
+    atomic_write_bytes(Path(path), buffer.getvalue().encode())
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr)."""
+    write_csv(path, rows, lambda x: "" if _isnan(x) else _fmt(x))
 
 
 def _isnan(x) -> bool:

@@ -7,8 +7,6 @@ memorization step. Medians and quartiles are over the runs where the quantity ex
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,17 +126,9 @@ def aggregate_sweep(sweep_dir: str | Path, write: bool = True) -> list[dict]:
 
 def write_aggregate_csv(path: str | Path, rows: list[dict]) -> None:
     """Rows as CSV (atomic); None is an empty cell, lists and dicts are JSON."""
-    from ..runs import atomic_write_bytes
+    from ..runs import write_csv
 
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_value(row.get(c)) for c in columns])
-    atomic_write_bytes(Path(path), buffer.getvalue().encode())
+    write_csv(Path(path), rows, _csv_value)
 
 
 def _csv_value(value) -> str:

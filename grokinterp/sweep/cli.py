@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import PRESETS, ConfigError, parse_literal
+from ..config import PRESETS, ConfigError, parse_literal, parse_override_args
 
 EXAMPLE = ("examples:\n  grokinterp sweep --preset fast --grid optim.beta1=0,0.5,0.9 --grid model.seed=0:30 "
            "--out checkpoints/sweep_beta1 --workers 2\n"
@@ -66,23 +66,6 @@ def _key_values(items: list[str], what: str) -> dict:
     return out
 
 
-def _overrides(extra) -> dict:
-    """['--optim.lr=3e-4', '--task.p', '97'] -> {'optim.lr': 3e-4, 'task.p': 97}."""
-    overrides, i, extra = {}, 0, list(extra)
-    while i < len(extra):
-        arg = extra[i]
-        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
-            raise ConfigError(f"unrecognized argument {arg!r}; config overrides look like --optim.lr=3e-4 (see --help)")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(extra):
-                raise ConfigError(f"--{key} needs a value, e.g. --{key}=VALUE")
-            value, i = extra[i + 1], i + 1
-        overrides[key] = parse_literal(value)
-        i += 1
-    return overrides
-
-
 def build_spec(args, extra=()):
     """The SweepSpec of the parsed arguments (spec file, then --preset, --grid, overrides, --seed-key)."""
     from ._grid import SweepSpec, parse_grid_arg
@@ -104,7 +87,7 @@ def build_spec(args, extra=()):
         data["grid"][key] = values
     if args.preset:
         data["preset"] = args.preset
-    data["overrides"] = {**data.get("overrides", {}), **_overrides(extra)}
+    data["overrides"] = {**data.get("overrides", {}), **parse_override_args(extra)}
     if args.seed_keys:
         data["seed_keys"] = args.seed_keys
     if args.threads is not None:
