@@ -15,6 +15,8 @@
    Timings are interleaved (ours, TL 3.9, ours full, ... per repeat) so both sides see the same
    load; each repeat is the median of --steps timed steps after --warmup untimed ones, and the
    table shows the minimum over --repeats repeats (the median of the repeats in brackets).
+   A 1-thread CPU-time comparison (ours vs TL 3.9) follows as a cross-check that survives other
+   processes' load; --omp-wait-policy PASSIVE stops idle OpenMP threads spinning on a busy machine.
 2. Like for like: the loss and gradients of both models on the same weights (our state dict
    loaded with strict=True into HookedTransformer), float32 and float64.
 3. Seconds to grok for the `quick` preset (`grokinterp.launch.train_run`), its milestones and

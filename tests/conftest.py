@@ -7,7 +7,7 @@ import torch
 
 from grokinterp.config import preset
 
-torch.set_num_threads(int(os.environ.get("GROKINTERP_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("GROKINTERP_TEST_THREADS", "1")))
 
 
 @pytest.fixture
