@@ -280,8 +280,11 @@ def bench_step(args, table: Table) -> None:
         ratio = min(wall["tl3"]) / fast
         paired = statistics.median(t / o for t, o in zip(wall["tl3"], wall["fast"]))
         busy = max(loads) > os.cpu_count() + 0.5
+        # On a busy machine the wall-clock ratio swings with the neighbours' load (seen here: 2x to 6x in one run):
+        # no verdict then; the 1-thread CPU-time row below carries it.
         table.add("speed-up TL 3.9 / grokinterp", f"{ratio:.2f}x [paired {paired:.2f}x]"
-                  + (" (machine busy: unreliable)" if busy else ""), f">= {TARGET_RATIO:.0f}x", verdict(ratio >= TARGET_RATIO))
+                  + (" (machine busy: unreliable)" if busy else ""), f">= {TARGET_RATIO:.0f}x",
+                  "busy" if busy else verdict(ratio >= TARGET_RATIO))
     else:
         table.add("ms/step grokinterp (last position only)", fmt_ms(wall["fast"]),
                   f"{fmt_ms(wall['full'])} plain all-positions (our full forward; NOT TL 3.9)")
