@@ -259,3 +259,16 @@ def test_standard_analyses_match_the_math(run_path):
     for key, value in measures.items():
         np.testing.assert_allclose(result["progress"][key][0], np.asarray(value), rtol=1e-6, atol=1e-7)
     assert get_analysis("progress").prepare is not None
+
+
+def test_an_analysis_defined_in_a_closure_is_refused_for_workers(run_path):
+    from grokinterp.analysis._replay import _not_importable
+
+    @register_analysis("t_local", version=1)
+    def t_local(model, task, context):
+        return {"x": 0.0}
+
+    assert _not_importable(t_embed) == ""
+    assert "closure" in _not_importable(t_local) and "lambda" in _not_importable(lambda m, t, c: {})
+    with pytest.raises(ValueError, match="'t_local' cannot be sent to worker processes"):
+        replay(run_path, ["t_local"], workers=2, progress=False)

@@ -26,10 +26,10 @@ the analysis version and the hash of the current context (checkpoint kind) or of
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
-import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -448,15 +448,28 @@ def _replay_checkpoints(chosen: list[Analysis], run: Run, selected: list[int], r
         result.context[a.name] = contexts[a.name]
 
 
+def _not_importable(fn) -> str:
+    """Why `fn` cannot be found by name in a spawned worker (the condition for sending it by reference), or ''."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or "<" in qualname:
+        return f"{qualname or fn!r} is a lambda or a closure"
+    try:
+        target = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as e:
+        return str(e)
+    return "" if target is fn else f"{module}.{qualname} names another object"
+
+
 def _compute_parallel(run_path: str, todo: dict, per_step: dict, workers: int, bar) -> None:
     """Workers get paths and analyses by reference (module + name), load checkpoints and write the cache."""
     todo = {s: [(replace(a, prepare=None), ctx, h) for a, ctx, h in jobs] for s, jobs in todo.items()}
     for a, _, _ in {id(job[0].fn): job for jobs in todo.values() for job in jobs}.values():
-        try:
-            pickle.dumps(a.fn)
-        except (pickle.PicklingError, AttributeError, TypeError) as e:
-            raise ValueError(f"analysis {a.name!r} cannot be sent to worker processes ({e}); define it at the top "
-                             "level of an importable module, or replay with workers=1") from None
+        problem = _not_importable(a.fn)
+        if problem:
+            raise ValueError(f"analysis {a.name!r} cannot be sent to worker processes ({problem}); define it at the top "
+                             "level of an importable module, or replay with workers=1")
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools; spawn is safe everywhere
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(_compute_step, run_path, s, todo[s]): s for s in sorted(todo)}
