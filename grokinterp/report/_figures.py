@@ -62,24 +62,25 @@ def _metric_rows(run: Run, column: str, log_x: bool) -> tuple[np.ndarray, np.nda
     return steps[keep].astype(np.int64), values[keep]
 
 
-def loss_curves(run: Run) -> go.Figure:
-    """Train loss (every step) and test loss (every evaluated step) on log-log axes, with milestones."""
+def _train_test_traces(run: Run, column: str, label: str) -> go.Figure:
+    """Train and test `<split>_<column>` over log steps, with the memorization/grokking markers."""
     fig = go.Figure()
     for split in ("train", "test"):
-        steps, values = _metric_rows(run, f"{split}_loss", log_x=True)
-        fig.add_trace(_line(steps, values, f"{split} loss", COLORS[split]))
+        steps, values = _metric_rows(run, f"{split}_{column}", log_x=True)
+        fig.add_trace(_line(steps, values, f"{split} {label}", COLORS[split]))
     add_milestones(fig, run.summary, log_x=True)
+    return fig
+
+
+def loss_curves(run: Run) -> go.Figure:
+    """Train loss (every step) and test loss (every evaluated step) on log-log axes, with milestones."""
+    fig = _train_test_traces(run, "loss", "loss")
     return _layout(fig, "Loss", "step", "cross-entropy", log_x=True, log_y=True)
 
 
 def accuracy_curves(run: Run) -> go.Figure:
     """Train and test accuracy on a log step axis, with milestones (memorized: train >= 0.99; grokked: both)."""
-    fig = go.Figure()
-    for split in ("train", "test"):
-        steps, values = _metric_rows(run, f"{split}_acc", log_x=True)
-        fig.add_trace(_line(steps, values, f"{split} accuracy", COLORS[split]))
-    add_milestones(fig, run.summary, log_x=True)
-    fig = _layout(fig, "Accuracy", "step", "accuracy", log_x=True)
+    fig = _layout(_train_test_traces(run, "acc", "accuracy"), "Accuracy", "step", "accuracy", log_x=True)
     fig.update_yaxes(range=[-0.02, 1.02])
     return fig
 
