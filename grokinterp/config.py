@@ -246,6 +246,8 @@ def _coerce(full_key: str, value: Any, expected) -> Any:
         if value is None:
             return None
         expected = next(a for a in args if a is not type(None))
+    if value is None and expected is str:
+        return "none"  # the bare word `none` is a string where None is not allowed (model.train_biases=none)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is dict and isinstance(value, dict):

@@ -49,7 +49,7 @@ def make_split(n_examples: int, frac_train: float, seed: int) -> tuple[Tensor, T
     """Deterministic split of range(n_examples): (sorted train indices, sorted test indices)."""
     generator = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n_examples, generator=generator)
-    n_train = int(round(frac_train * n_examples))
+    n_train = int(frac_train * n_examples)  # floor, as Nanda et al. and the TL Grokking_Demo cut it
     if not 0 < n_train < n_examples:
         raise ConfigError(f"task.frac_train={frac_train} leaves an empty train or test split of {n_examples} pairs")
     return perm[:n_train].sort().values, perm[n_train:].sort().values

@@ -54,3 +54,11 @@ def test_unknown_preset():
 def test_parse_literal():
     assert parse_literal("3e-4") == 3e-4 and parse_literal("None") is None and parse_literal("relu") == "relu"
     assert parse_literal("true") is True and parse_literal("[1, 2]") == [1, 2]
+
+
+def test_bare_word_none_is_a_string_where_the_key_is_not_optional():
+    from grokinterp.config import RunConfig, apply_overrides, parse_override_args
+
+    config = apply_overrides(RunConfig(), parse_override_args(["--model.train_biases=none", "--train.threads=none"]))
+    assert config.model.train_biases == "none"
+    assert config.train.threads is None

@@ -28,7 +28,7 @@ def test_split_is_a_deterministic_partition():
     t1, t2 = make_task(TaskConfig(p=17, seed=3)), make_task(TaskConfig(p=17, seed=3))
     assert torch.equal(t1.train_idx, t2.train_idx)
     assert sorted(torch.cat([t1.train_idx, t1.test_idx]).tolist()) == list(range(17 * 17))
-    assert len(t1.train_idx) == round(0.3 * 17 * 17)
+    assert len(t1.train_idx) == int(0.3 * 17 * 17)
     t3 = make_task(TaskConfig(p=17, seed=4))
     assert not torch.equal(t1.train_idx, t3.train_idx)
 
