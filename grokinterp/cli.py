@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run", type=Path, nargs="?", default=Path("checkpoints/quick"), help="run directory (default: checkpoints/quick)")
     analyze.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     analyze.add_argument("--stride", type=int, default=1, help="replay every k-th checkpoint (default 1)")
+    analyze.add_argument("--analyses", default=None,
+                         help="comma-separated registered analyses to replay (default: the standard ones, "
+                              "spectra,progress); see grokinterp.analysis.available_analyses()")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("presets", help="list the presets and their reasons")
     add_sweep_parser(sub)
@@ -83,8 +86,16 @@ def _cmd_analyze(args) -> int:
         raise ConfigError(f"{args.run} is not a run directory (no config.json); run `make train` or `grokinterp train --out {args.run}` first")
     from .report import analyze_run
 
+    analyses = None if args.analyses is None else [a.strip() for a in args.analyses.split(",") if a.strip()]
+    if analyses is not None:
+        from .analysis import available_analyses
+
+        unknown = sorted(set(analyses) - set(available_analyses()))
+        if unknown:
+            raise ConfigError(f"--analyses: unknown analysis {unknown}; available: {sorted(available_analyses())}")
     try:
-        path = analyze_run(args.run, workers=args.workers, stride=args.stride, progress=not args.no_progress)
+        path = analyze_run(args.run, workers=args.workers, stride=args.stride, progress=not args.no_progress,
+                           analyses=analyses)
     except (RunError, ValueError) as e:
         print(f"grokinterp analyze: error: {e}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ vertical markers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import plotly.graph_objects as go
@@ -186,6 +187,30 @@ def gini_curves(result: ReplayResult, run: Run | None = None) -> go.Figure:
     return fig
 
 
+FigureBuilder = Callable[[Run, "ReplayResult | None"], dict[str, go.Figure]]
+FIGURE_TITLES = {
+    "loss": "Loss curves",
+    "accuracy": "Accuracy curves",
+    "weight_norm": "Weight norm",
+    "progress": "Restricted and excluded loss",
+    "embedding_spectrum": "Embedding spectrum over time",
+    "key_frequencies": "Key frequencies",
+    "neuron_frequencies": "Neuron frequencies at the last checkpoint",
+    "gini": "Gini coefficients over time",
+}
+_SECTIONS: list[FigureBuilder] = []
+
+
+def register_figures(builder: FigureBuilder, titles: dict[str, str] | None = None) -> FigureBuilder:
+    """Add a report section: `builder(run, result)` returns {figure id: figure} for what the run and
+    `result` allow (an empty dict when its analysis was not replayed); `titles` names each figure id.
+    Sections appear after the standard figures, in registration order."""
+    if builder not in _SECTIONS:
+        _SECTIONS.append(builder)
+    FIGURE_TITLES.update(titles or {})
+    return builder
+
+
 def run_figures(run: Run, result: ReplayResult | None) -> dict[str, go.Figure]:
     """Every report figure that the run's metrics and `result` allow, by id, in page order."""
     figures = {"loss": loss_curves(run), "accuracy": accuracy_curves(run)}
@@ -199,4 +224,6 @@ def run_figures(run: Run, result: ReplayResult | None) -> dict[str, go.Figure]:
         figures["key_frequencies"] = key_frequency_figure(result)
         figures["neuron_frequencies"] = neuron_frequency_histogram(result)
         figures["gini"] = gini_curves(result, run)
+    for builder in _SECTIONS:
+        figures.update(builder(run, result))
     return figures

@@ -16,18 +16,8 @@ from plotly.offline import get_plotlyjs
 
 from ..analysis import ReplayResult, replay
 from ..runs import Run, atomic_write_bytes
-from ._figures import HEIGHT, key_frequencies_of, run_figures
+from ._figures import FIGURE_TITLES, HEIGHT, key_frequencies_of, run_figures
 
-FIGURE_TITLES = {
-    "loss": "Loss curves",
-    "accuracy": "Accuracy curves",
-    "weight_norm": "Weight norm",
-    "progress": "Restricted and excluded loss",
-    "embedding_spectrum": "Embedding spectrum over time",
-    "key_frequencies": "Key frequencies",
-    "neuron_frequencies": "Neuron frequencies at the last checkpoint",
-    "gini": "Gini coefficients over time",
-}
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1280px;
@@ -139,7 +129,8 @@ def write_report(run: Run | str | Path, result: ReplayResult | None, path: str |
     return path
 
 
-def analyze_run(path: str | Path, workers: int = 1, stride: int = 1, progress: bool = True) -> Path:
+def analyze_run(path: str | Path, workers: int = 1, stride: int = 1, progress: bool = True,
+                analyses: list[str] | None = None) -> Path:
     """Replay the standard analyses over a run (cached in `<run>/analysis/`) and write `<run>/report.html`.
 
     This is `grokinterp analyze RUN` and `make analyze`. A second call recomputes nothing.
@@ -148,10 +139,11 @@ def analyze_run(path: str | Path, workers: int = 1, stride: int = 1, progress: b
         path: the run directory.
         workers: parallel replay processes; stride: replay every stride-th checkpoint (and the last).
         progress: show a progress bar.
+        analyses: registered analyses to replay; default the standard ones (`STANDARD_ANALYSES`).
 
     Returns:
         The report's path.
     """
     run = Run(path)
-    result = replay(run, None, stride=stride, workers=workers, progress=progress)
+    result = replay(run, analyses, stride=stride, workers=workers, progress=progress)
     return write_report(run, result)
