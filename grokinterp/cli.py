@@ -1,4 +1,4 @@
-"""`grokinterp train | analyze | presets`: the command line (the Makefile wraps it).
+"""`grokinterp train | analyze | presets | fork | report | sweep`: the command line (the Makefile wraps it).
 
 Any config key is overridable as `--section.key=value` (e.g. `--optim.lr=3e-4 --task.op=mul`);
 values are Python literals checked against the key's type. Misuse exits 2 with one message.
@@ -55,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
                               "spectra,progress); see grokinterp.analysis.available_analyses()")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("presets", help="list the presets and their reasons")
+    fork = sub.add_parser(
+        "fork", help="continue a run from one of its checkpoints with changed settings",
+        description="Continue RUN from step N (its weights, and its optimizer and plug-in state replayed to N "
+                    "exactly) into a new run directory, with --section.key=value overrides of optim.*, train.* "
+                    "and plugins.*. The fork records its parent and step (fork.json, summary.json).",
+        epilog="example: grokinterp fork checkpoints/nanda --step 6000 --out checkpoints/nanda_wd025 "
+               "--optim.weight_decay=0.25")
+    fork.add_argument("run", type=Path, help="the parent run directory (only read)")
+    fork.add_argument("--step", type=int, required=True, help="a checkpoint step of the parent")
+    fork.add_argument("--out", type=Path, required=True, help="the fork's run directory")
+    fork.add_argument("--resume", action="store_true", help="continue an interrupted fork in --out")
+    fork.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compare = sub.add_parser(
+        "report", help="compare runs on one offline HTML page",
+        description="Overlay the curves and key series of several runs (a fork and its parent on one axis) "
+                    "with a summary table, as one offline, self-contained HTML page.")
+    compare.add_argument("runs", type=Path, nargs="+", help="run directories")
+    compare.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     add_sweep_parser(sub)
     return parser
 
@@ -103,6 +121,32 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def _cmd_fork(args, extra: list[str]) -> int:
+    overrides = parse_override_args(extra)
+    if not (args.run / "config.json").is_file():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    from .experiments import fork_run
+    from .runs import RunError
+
+    try:
+        run = fork_run(args.run, args.step, args.out, overrides, resume=args.resume, progress=not args.no_progress)
+    except RunError as e:
+        print(f"grokinterp fork: error: {e}", file=sys.stderr)
+        return 1
+    print(f"fork written to {run.path}: {json.dumps(run.summary)}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    missing = [str(r) for r in args.runs if not (r / "config.json").is_file()]
+    if missing:
+        raise ConfigError(f"not a run directory (no config.json): {', '.join(missing)}")
+    from .report import write_comparison
+
+    print(f"comparison written to {write_comparison(args.runs, args.out)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -111,10 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args, extra)
         if args.command == "sweep":  # before the `extra` check: sweeps take the same --KEY=VALUE overrides
             return run_sweep_command(args, extra)
+        if args.command == "fork":
+            return _cmd_fork(args, extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "analyze":
             return _cmd_analyze(args)
+        if args.command == "report":
+            return _cmd_report(args)
         for name, overrides in PRESETS.items():
             print(f"{name}: {PRESET_NOTES[name]}\n    {json.dumps(overrides)}")
         return 0

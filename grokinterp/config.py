@@ -17,6 +17,7 @@ OPS = ("add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x3+xy", "random")
 ACT_FNS = ("relu", "gelu")
 NORMALIZATION_TYPES = (None, "LN")
 INITS = ("tl", "nanda")
+SHUFFLES = ("torch", "python")
 TRAIN_BIASES = ("all", "mlp", "none")
 OPTIMIZERS = ("adamw", "adam")
 LOSS_DTYPES = ("float32", "float64")
@@ -51,8 +52,12 @@ class TaskConfig:
     op: str = "add"
     frac_train: float = 0.3
     seed: int = 598  # data seed: which pairs are in the train split
+    # how the seed shuffles the pairs: "torch" = torch.manual_seed(seed); randperm (TL's Grokking_Demo),
+    # "python" = random.seed(seed); random.shuffle(pairs) (Nanda et al.'s original code)
+    shuffle: str = "torch"
 
     def __post_init__(self):
+        _check_choice("task.shuffle", self.shuffle, SHUFFLES)
         if not is_prime(self.p):
             raise ConfigError(f"task.p={self.p} is not prime; modular-arithmetic tasks need a prime p (e.g. 53, 97, 113)")
         _check_choice("task.op", self.op, OPS)

@@ -220,22 +220,48 @@ class Transformer(HookedRootModule):
         self.setup()
 
     def init_weights(self) -> None:
-        """TL 3's gpt2 init (every W_ ~ N(0, 0.8/sqrt(d_model)), in named_parameters order, from `cfg.seed`)
-        or Nanda et al.'s (W_ ~ N(0, 1/d_model), W_U ~ N(0, 1/d_vocab)). Biases zero, LN weights one."""
+        """Initialise from `cfg.seed`; biases zero, LN weights one.
+
+        - "tl": TL 3's gpt2 init: every W_ ~ N(0, 0.8/sqrt(d_model)), drawn in named_parameters order
+          (bit-identical to TL 3.9's HookedTransformer for the same seed).
+        - "nanda": Nanda et al.'s original code (progress-measures paper): W_ ~ N(0, 1/d_model), W_U ~
+          N(0, 1/d_vocab_out), drawn in their module order and their shapes (W_E [d_model, d_vocab],
+          W_K/W_Q/W_V [heads, d_head, d_model], W_O [d_model, heads*d_head], W_in [d_mlp, d_model],
+          W_out [d_model, d_mlp]) and transposed into TL's layout, so the same seed gives their weights.
+        """
         generator = torch.Generator().manual_seed(self.cfg.seed)
         with torch.no_grad():
-            for name, param in self.named_parameters():
-                if "W_" in name:
-                    if self.cfg.init == "tl":
-                        std = 0.8 / math.sqrt(self.cfg.d_model)
-                    else:
-                        std = 1 / math.sqrt(self.d_vocab if name == "unembed.W_U" else self.cfg.d_model)
-                    param.copy_(torch.randn(param.shape, generator=generator) * std)
+            if self.cfg.init == "tl":
+                std = 0.8 / math.sqrt(self.cfg.d_model)
+                for name, param in self.named_parameters():
+                    if "W_" in name:
+                        param.copy_(torch.randn(param.shape, generator=generator) * std)
+            else:
+                for param, value in self._nanda_init_draws(generator):
+                    param.copy_(value)
         trained = {"all": ("b_",), "mlp": ("mlp.b_",), "none": ()}[self.cfg.train_biases]
         for name, param in self.named_parameters():
             is_bias = name.rsplit(".", 1)[-1].startswith("b_")
             if is_bias and not any(t in name for t in trained):
                 param.requires_grad_(False)
+
+    def _nanda_init_draws(self, generator: torch.Generator):
+        """(parameter, value) pairs in the order Nanda et al.'s modules draw them."""
+        d_model, scale = self.cfg.d_model, 1 / math.sqrt(self.cfg.d_model)
+
+        def randn(*shape: int) -> Tensor:
+            return torch.randn(shape, generator=generator)
+
+        yield self.embed.W_E, randn(d_model, self.d_vocab).T * scale
+        yield self.pos_embed.W_pos, randn(self.n_ctx, d_model) * scale
+        for block in self.blocks:
+            attn, (h, d_head) = block.attn, block.attn.W_Q.shape[::2]
+            for W in (attn.W_K, attn.W_Q, attn.W_V):  # their order: K, Q, V, O
+                yield W, randn(h, d_head, d_model).transpose(1, 2) * scale
+            yield attn.W_O, einops.rearrange(randn(d_model, h * d_head), "m (h d) -> h d m", h=h) * scale
+            yield block.mlp.W_in, randn(self.cfg.d_mlp, d_model).T * scale
+            yield block.mlp.W_out, randn(d_model, self.cfg.d_mlp).T * scale
+        yield self.unembed.W_U, randn(d_model, self.d_vocab_out) / math.sqrt(self.d_vocab_out)
 
     def forward(
         self, tokens: Int[Tensor, "batch pos"], last_position_only: bool = False

@@ -7,6 +7,7 @@ data seed and is stored with each run (`split.safetensors`) so replays are exact
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -45,10 +46,21 @@ def apply_op(op: str, a: Tensor, b: Tensor, p: int, seed: int = 0) -> Tensor:
     raise ConfigError(f"task.op={op!r} is not valid; choose one of {list(OPS)}")
 
 
-def make_split(n_examples: int, frac_train: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Deterministic split of range(n_examples): (sorted train indices, sorted test indices)."""
-    generator = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n_examples, generator=generator)
+def make_split(n_examples: int, frac_train: float, seed: int, shuffle: str = "torch") -> tuple[Tensor, Tensor]:
+    """Deterministic split of range(n_examples): (sorted train indices, sorted test indices).
+
+    The first floor(frac_train * n) of a seeded permutation train. `shuffle` picks the permutation:
+    "torch" is `torch.manual_seed(seed); torch.randperm(n)` (TransformerLens's Grokking_Demo);
+    "python" is `random.seed(seed); random.shuffle(pairs)` on the row-major pair list (Nanda et al.).
+    """
+    if shuffle == "python":
+        order = list(range(n_examples))
+        random.Random(seed).shuffle(order)
+        perm = torch.tensor(order, dtype=torch.int64)
+    elif shuffle == "torch":
+        perm = torch.randperm(n_examples, generator=torch.Generator().manual_seed(seed))
+    else:
+        raise ConfigError(f"task.shuffle={shuffle!r} is not valid; choose one of ['torch', 'python']")
     n_train = int(frac_train * n_examples)  # floor, as Nanda et al. and the TL Grokking_Demo cut it
     if not 0 < n_train < n_examples:
         raise ConfigError(f"task.frac_train={frac_train} leaves an empty train or test split of {n_examples} pairs")
@@ -121,7 +133,7 @@ def make_task(config: TaskConfig, split: tuple[Tensor, Tensor] | None = None) ->
     labels = apply_op(config.op, a, b, config.p, seed=config.seed)
     tokens = torch.stack([a, b, torch.full_like(a, config.p)], dim=1)
     if split is None:
-        split = make_split(len(a), config.frac_train, config.seed)
+        split = make_split(len(a), config.frac_train, config.seed, config.shuffle)
     train_idx, test_idx = (t.to(torch.int64) for t in split)
     n = len(a)
     covered = torch.cat([train_idx, test_idx])

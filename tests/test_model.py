@@ -94,7 +94,7 @@ def test_nanda_init_and_frozen_biases():
     cfg = ModelConfig(init="nanda", train_biases="mlp")
     model = Transformer(cfg, d_vocab=114, d_vocab_out=113)
     assert abs(model.embed.W_E.std().item() - 1 / math.sqrt(128)) < 0.003
-    assert abs(model.unembed.W_U.std().item() - 1 / math.sqrt(114)) < 0.005
+    assert abs(model.unembed.W_U.std().item() - 1 / math.sqrt(113)) < 0.005
     assert abs(model.blocks[0].mlp.W_in.std().item() - 1 / math.sqrt(128)) < 0.002
     trainable = {n for n, p in model.named_parameters() if p.requires_grad and ".b_" in n}
     assert trainable == {"blocks.0.mlp.b_in", "blocks.0.mlp.b_out"}
@@ -106,3 +106,24 @@ def test_same_seed_same_weights_other_seed_other_weights():
     c = Transformer(ModelConfig(seed=6), 24, 23)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.embed.W_E, c.embed.W_E)
+
+
+def test_nanda_init_draws_nanda_et_al_shapes_in_their_order():
+    """Same seed, same weights as Nanda et al.'s modules (their shapes and order), moved into TL's layout."""
+    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, init="nanda", seed=7)
+    model = Transformer(cfg, d_vocab=14, d_vocab_out=13)
+    g = torch.Generator().manual_seed(7)
+    s = 1 / math.sqrt(16)
+    W_E, W_pos = torch.randn(16, 14, generator=g) * s, torch.randn(3, 16, generator=g) * s
+    assert torch.equal(model.embed.W_E, W_E.T) and torch.equal(model.pos_embed.W_pos, W_pos)
+    for block in model.blocks:
+        W_K, W_Q, W_V = (torch.randn(2, 8, 16, generator=g) * s for _ in range(3))
+        W_O = torch.randn(16, 16, generator=g) * s
+        W_in, W_out = torch.randn(32, 16, generator=g) * s, torch.randn(16, 32, generator=g) * s
+        x = torch.randn(5, 16)
+        z = torch.randn(5, 2, 8)  # per-head outputs, flattened (head, d_head) as in their W_O
+        assert torch.equal(block.attn.W_Q, W_Q.transpose(1, 2)) and torch.equal(block.attn.W_K, W_K.transpose(1, 2))
+        assert torch.equal(block.attn.W_V, W_V.transpose(1, 2))
+        assert torch.allclose(torch.einsum("bhd,hdm->bm", z, block.attn.W_O), z.reshape(5, 16) @ W_O.T, atol=1e-6)
+        assert torch.allclose(x @ block.mlp.W_in, x @ W_in.T) and torch.equal(block.mlp.W_out, W_out.T)
+    assert torch.equal(model.unembed.W_U, torch.randn(16, 13, generator=g) / math.sqrt(13))

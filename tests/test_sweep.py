@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokinterp.config import ConfigError
+from grokinterp.config import ConfigError, preset
 from grokinterp.runs import Run, write_metrics_csv
 from grokinterp.sweep import (
     SweepSpec,
@@ -312,3 +312,21 @@ def test_cli_dry_run_report_only_and_errors(local_sweep, tmp_path, capsys):
     assert sweep_cli(["--grid", "model.seed=0:2", "--bogus", "--dry-run"]) == 2
     assert sweep_cli(["--out", str(tmp_path)]) == 2  # no grid
     assert sweep_cli(["--report-only", "--out", str(tmp_path / "none")]) == 2
+
+
+def test_arms_are_named_conditions_crossed_with_the_grid():
+    spec = SweepSpec({"model.seed": [0, 1]}, preset="fast",
+                     arms={"base": {}, "both": {"optim.beta1": 0.5, "plugins.grokfast_ema": {"alpha": 0.9}}})
+    runs = list(spec.runs())
+    assert [r.name for r in runs] == ["arm=base__model.seed=0", "arm=base__model.seed=1",
+                                      "arm=both__model.seed=0", "arm=both__model.seed=1"]
+    assert runs[0].config.optim.beta1 == preset("fast").optim.beta1 and runs[0].config.plugins == preset("fast").plugins
+    assert runs[3].config.optim.beta1 == 0.5 and runs[3].config.plugins["grokfast_ema"] == {"alpha": 0.9}
+    assert runs[3].config.model.seed == 1 and runs[3].values == {"arm": "both", "model.seed": 1}
+    assert spec.cell_keys == ["arm"] and spec.axes == ["arm", "model.seed"]
+    assert SweepSpec.from_dict(spec.to_dict()) == spec
+    assert [r.name for r in SweepSpec({}, preset="fast", arms={"a": {}, "b": {"optim.lr": 2e-3}}).runs()] == ["arm=a", "arm=b"]
+    with pytest.raises(ConfigError, match="file-safe"):
+        SweepSpec({}, preset="fast", arms={"a b": {}})
+    with pytest.raises(ConfigError, match="unknown config key 'optim.nope'"):
+        SweepSpec({}, preset="fast", arms={"a": {"optim.nope": 1}})

@@ -57,3 +57,19 @@ def test_bad_inputs_are_clear_errors():
         make_task(TaskConfig(p=11), (torch.arange(5), torch.arange(5, 100)))
     with pytest.raises(ConfigError, match="empty"):
         make_split(10, 0.01, 0)
+
+
+def test_python_shuffle_split_is_nanda_et_al_gen_train_test():
+    import random
+
+    from grokinterp.config import TaskConfig
+    from grokinterp.tasks import make_task
+
+    p, seed = 17, 999
+    pairs = [(i, j, p) for i in range(p) for j in range(p)]
+    random.seed(seed)
+    random.shuffle(pairs)
+    cut = int(0.3 * len(pairs))
+    task = make_task(TaskConfig(p=p, frac_train=0.3, seed=seed, shuffle="python"))
+    assert {tuple(t) for t in task.train_tokens.tolist()} == {tuple(x) for x in pairs[:cut]}
+    assert {tuple(t) for t in task.test_tokens.tolist()} == {tuple(x) for x in pairs[cut:]}

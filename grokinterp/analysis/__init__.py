@@ -4,6 +4,8 @@
   key frequencies, Gini / IPR sparsity.
 - `_characters`: multiplicative characters of Z_p^* (primitive roots, discrete logs) for mul / div.
 - `_progress`: progress measures (restricted and excluded loss, weight norm).
+- `_nanda`: Nanda et al. 2023's views (embedding circles, Fourier-basis neuron-logit map and attention,
+  per-pair loss, logit attribution by neuron cluster) and the trig-identity fit ("trig_fit").
 - `_replay`: the replay engine (registered analyses over a run's checkpoints, cached in the run).
 
 >>> from grokinterp.analysis import replay
@@ -97,6 +99,22 @@ from ._interventions import (
     transplant_neuron_weights,
 )
 from . import _standard  # noqa: F401  (registers the standard analyses "spectra" and "progress")
+from ._nanda import (  # registers "trig_fit"
+    NandaViews,
+    NeuronClusters,
+    TrigFit,
+    attention_to_operands,
+    embedding_circles,
+    fourier_transform_2d,
+    group_logits,
+    nanda_views,
+    neuron_clusters,
+    neuron_logit_attribution,
+    neuron_logit_map,
+    pair_loss_grid,
+    trig_fit_of,
+    trig_identity_fit,
+)
 
 __all__ = [
     # replay engine
@@ -117,6 +135,10 @@ __all__ = [
     # post-grokking dynamics
     "Collapse", "Oscillation", "PhaseLocking", "PostGrokDynamics", "ResolutionWarning", "check_resolution",
     "detect_collapses", "detrend", "lomb_scargle", "phase_locking", "post_grokking_dynamics", "stable_grokking_step",
+    # Nanda et al. 2023's views and the trig-identity fit
+    "NandaViews", "NeuronClusters", "TrigFit", "attention_to_operands", "embedding_circles", "fourier_transform_2d",
+    "group_logits", "nanda_views", "neuron_clusters", "neuron_logit_attribution", "neuron_logit_map",
+    "pair_loss_grid", "trig_fit_of", "trig_identity_fit",
     # hook-based interventions
     "INTERVENTIONS", "ablate_neurons", "fourier_neurons", "neuron_index", "neuron_intervention_metrics",
     "neuron_patch", "patch_neurons", "transplant_neuron_weights",

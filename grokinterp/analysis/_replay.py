@@ -5,7 +5,8 @@ An analysis is registered once, under a name and an integer version:
 - kind "checkpoint": `fn(model, task, context) -> dict[str, array | float]`, called once per
   checkpoint; every step must give the same keys with the same shapes. `context` is a `StepContext`:
   the dict the analysis's optional `prepare(run)` returned (computed once per run, JSON-able; else
-  empty), its `.step`, and `.shared(key, compute)`, a memo common to all analyses of one checkpoint.
+  empty), its `.step`, its `.run_path` (for what a checkpoint file does not hold, e.g. the optimizer
+  state at that step), and `.shared(key, compute)`, a memo common to all analyses of one checkpoint.
 - kind "series": `fn(metrics) -> dict[str, array]`, called once on the dense metric series
   (`Run.metrics`); every array's first axis runs over the rows of `metrics["step"]`.
 
@@ -70,9 +71,10 @@ class StepContext(dict):
     ([4, 7], 100, 5, 5)
     """
 
-    def __init__(self, prepared: dict, step: int, memo: dict | None = None):
+    def __init__(self, prepared: dict, step: int, memo: dict | None = None, run_path: str | Path | None = None):
         super().__init__(prepared)
         self.step = step
+        self.run_path = None if run_path is None else Path(run_path)  # None for a context built by hand
         self._memo = {} if memo is None else memo
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -326,7 +328,7 @@ def _compute_step(run_path: str, step: int, jobs: list[tuple[Analysis, dict, str
     results, memo = {}, {}
     for analysis, context, context_hash in jobs:
         try:
-            out = analysis.fn(model, task, StepContext(context, step, memo))  # grad mode: the analysis's choice
+            out = analysis.fn(model, task, StepContext(context, step, memo, run_path))  # grad mode: the analysis's choice
         except Exception as e:
             e.add_note(f"(in analysis {analysis.name!r} v{analysis.version} at step {step} of {run_path})")
             raise

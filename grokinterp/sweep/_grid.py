@@ -44,6 +44,9 @@ class SweepSpec:
         seed_keys: grid keys whose values are replicates, not conditions (aggregation pools over them);
             None: every grid key whose last part is `seed` (`model.seed`, `task.seed`).
         threads: torch threads per run (`train.threads` of every run); 1 lets a pool use every core.
+        arms: named conditions that differ in several keys at once, label -> overrides (e.g. {"grokfast":
+            {"plugins.grokfast_ema": {}}, "beta1=0.5": {"optim.beta1": 0.5}}); the runs are arms x grid,
+            named `arm=<label>__...`, and "arm" is a cell key. None: the grid alone.
 
     >>> spec = SweepSpec({"optim.beta1": [0.0, 0.9], "model.seed": [0, 1]}, preset="fast")
     >>> [run.name for run in spec.runs()][:2]
@@ -57,12 +60,19 @@ class SweepSpec:
     overrides: dict = field(default_factory=dict)
     seed_keys: tuple | None = None
     threads: int = 1
+    arms: dict | None = None
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
-        if not self.grid:
+        if not self.grid and not self.arms:
             raise ConfigError("a sweep needs at least one grid axis, e.g. --grid model.seed=0:30")
+        if self.arms is not None:
+            if not isinstance(self.arms, dict) or not all(isinstance(v, dict) for v in self.arms.values()):
+                raise ConfigError(f"arms must map a label to a dict of overrides, got {self.arms!r}")
+            bad = [label for label in self.arms if not _SAFE_VALUE.match(str(label))]
+            if bad:
+                raise ConfigError(f"arm label(s) {bad} must be file-safe (letters, digits, . _ + -)")
         for key, values in self.grid.items():
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"grid axis {key!r} needs a non-empty list of values, got {values!r}")
@@ -94,8 +104,12 @@ class SweepSpec:
 
     @property
     def cell_keys(self) -> list[str]:
-        """Grid keys that define a condition (every key but the seed keys)."""
-        return [k for k in self.grid if k not in self.replicate_keys]
+        """Keys that define a condition: "arm" when there are arms, then every grid key but the seed keys."""
+        return (["arm"] if self.arms else []) + [k for k in self.grid if k not in self.replicate_keys]
+
+    @property
+    def axes(self) -> list[str]:
+        return (["arm"] if self.arms else []) + list(self.grid)
 
     def base_config(self) -> RunConfig:
         return apply_overrides(preset(self.preset), {**self.overrides, "train.threads": self.threads})
@@ -104,24 +118,28 @@ class SweepSpec:
         """Yield every SweepRun of the grid, in grid order (later axes vary fastest)."""
         base = self.base_config()
         keys = list(self.grid)
-        for combo in itertools.product(*(self.grid[k] for k in keys)):
-            values = dict(zip(keys, combo))
-            yield SweepRun(run_name(values), values, apply_overrides(base, values))
+        for label, arm in (self.arms or {None: {}}).items():
+            for combo in itertools.product(*(self.grid[k] for k in keys)):
+                values = dict(zip(keys, combo))
+                named = values if label is None else {"arm": label, **values}
+                yield SweepRun(run_name(named), named, apply_overrides(base, {**arm, **values}))
 
     def to_dict(self) -> dict:
         return {"preset": self.preset, "overrides": dict(self.overrides), "grid": {k: list(v) for k, v in self.grid.items()},
-                "seed_keys": None if self.seed_keys is None else list(self.seed_keys), "threads": self.threads}
+                "seed_keys": None if self.seed_keys is None else list(self.seed_keys), "threads": self.threads,
+                "arms": None if self.arms is None else {k: dict(v) for k, v in self.arms.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepSpec":
         """A spec from a JSON-like dict; grid values may be lists, `"0:30"` ranges or `{"range": [0, 30]}`."""
-        unknown = set(data) - {"preset", "overrides", "grid", "seed_keys", "threads"}
+        unknown = set(data) - {"preset", "overrides", "grid", "seed_keys", "threads", "arms"}
         if unknown:
-            raise ConfigError(f"unknown sweep spec field(s) {sorted(unknown)}; valid: preset, overrides, grid, seed_keys, threads")
+            raise ConfigError(f"unknown sweep spec field(s) {sorted(unknown)}; valid: preset, overrides, grid, seed_keys, threads, arms")
         grid = {key: parse_axis_values(key, values) for key, values in dict(data.get("grid", {})).items()}
         seed_keys = data.get("seed_keys")
         return cls(grid=grid, preset=data.get("preset", "fast"), overrides=dict(data.get("overrides", {})),
-                   seed_keys=None if seed_keys is None else tuple(seed_keys), threads=int(data.get("threads", 1)))
+                   seed_keys=None if seed_keys is None else tuple(seed_keys), threads=int(data.get("threads", 1)),
+                   arms=data.get("arms"))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SweepSpec":
@@ -224,11 +242,11 @@ def write_sweep_file(sweep_dir: Path, spec: SweepSpec) -> dict:
         if old["base_config"] != _jsonable(base):
             raise ConfigError(f"{sweep_dir} holds a sweep with a different base config (preset, overrides or threads); "
                               "choose another --out, or repeat the original preset and overrides")
-        if old["axes"] != list(spec.grid):
-            raise ConfigError(f"{sweep_dir} holds a sweep over {old['axes']}, not {list(spec.grid)}; choose another --out")
+        if old["axes"] != spec.axes:
+            raise ConfigError(f"{sweep_dir} holds a sweep over {old['axes']}, not {spec.axes}; choose another --out")
         known = {r["name"] for r in old["runs"]}
         runs = old["runs"] + [r for r in runs if r["name"] not in known]
-    data = {"spec": _jsonable(spec.to_dict()), "axes": list(spec.grid), "cell_keys": spec.cell_keys,
+    data = {"spec": _jsonable(spec.to_dict()), "axes": spec.axes, "cell_keys": spec.cell_keys,
             "seed_keys": spec.replicate_keys, "base_config": _jsonable(base), "runs": runs}
     atomic_write_json(path, data, sort_keys=False)  # grid axes and plug-ins keep their order
     return data
