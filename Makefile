@@ -18,6 +18,7 @@ help:
 	@echo "make test-slow  run only the slow reproductions"
 	@echo "make bench      speed benchmarks against the TL 3.9 reference"
 	@echo "make train-nanda  seed 001's configuration into checkpoints/nanda"
+	@echo "make repro-NAME   one of the seeds' experiments -> docs/reproductions/NAME.md (grokinterp repro --help)"
 
 venv: $(STAMP)
 
@@ -41,6 +42,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+# The seeds' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
+repro-%: $(STAMP)
+	$(BIN)/grokinterp repro $* $(ARGS)
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .experiments.cli import add_repro_parser, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
 
@@ -52,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--stride", type=int, default=1, help="replay every k-th checkpoint (default 1)")
     analyze.add_argument("--analyses", default=None,
                          help="comma-separated registered analyses to replay (default: the standard ones, "
-                              "spectra,progress); see grokinterp.analysis.available_analyses()")
+                              "spectra,progress,trig_fit); see grokinterp.analysis.available_analyses()")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    analyze.add_argument("--export-dir", type=Path, help="also write every report figure to this folder as images "
+                                                         "(kaleido, else headless Chromium)")
+    analyze.add_argument("--format", choices=["svg", "png"], default="svg", help="image format for --export-dir "
+                                                                                "(default svg)")
     sub.add_parser("presets", help="list the presets and their reasons")
     fork = sub.add_parser(
         "fork", help="continue a run from one of its checkpoints with changed settings",
@@ -74,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", type=Path, nargs="+", help="run directories")
     compare.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     add_sweep_parser(sub)
+    add_repro_parser(sub)
     return parser
 
 
@@ -111,6 +117,13 @@ def _cmd_analyze(args) -> int:
         unknown = sorted(set(analyses) - set(available_analyses()))
         if unknown:
             raise ConfigError(f"--analyses: unknown analysis {unknown}; available: {sorted(available_analyses())}")
+    if args.export_dir is not None:
+        from .report import ExportError, export_backend
+
+        try:
+            export_backend()  # before the replay: a missing backend is said at once
+        except ExportError as e:
+            raise ConfigError(str(e)) from None
     try:
         path = analyze_run(args.run, workers=args.workers, stride=args.stride, progress=not args.no_progress,
                            analyses=analyses)
@@ -118,6 +131,13 @@ def _cmd_analyze(args) -> int:
         print(f"grokinterp analyze: error: {e}", file=sys.stderr)
         return 1
     print(f"report written to {path}")
+    if args.export_dir is not None:
+        from .analysis import replay
+        from .report import export_run_figures
+
+        result = replay(args.run, analyses, stride=args.stride, progress=False)  # the cache analyze_run filled
+        paths = export_run_figures(args.run, args.export_dir, args.format, result=result)
+        print(f"{len(paths)} figures written to {args.export_dir} as {args.format}")
     return 0
 
 
@@ -163,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_analyze(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "repro":
+            return run_repro_command(args)
         for name, overrides in PRESETS.items():
             print(f"{name}: {PRESET_NOTES[name]}\n    {json.dumps(overrides)}")
         return 0

@@ -6,6 +6,21 @@ settings), and the seeds' transplant experiments that use them.
 ...                 overrides={"optim.weight_decay": 0.25})          # doctest: +SKIP
 """
 
-from .fork import FORK_FILE, ReplayMismatchWarning, fork_config, fork_run, replay_parent
+import importlib
 
-__all__ = ["FORK_FILE", "ReplayMismatchWarning", "fork_config", "fork_run", "replay_parent"]
+# Imported on first use, so `grokinterp --help` and config errors stay fast (the modules import torch).
+_EXPORTS = {
+    "FORK_FILE": "fork", "ReplayMismatchWarning": "fork", "fork_config": "fork", "fork_run": "fork",
+    "replay_parent": "fork",
+    "Reproduction": "repro", "run_reproduction": "repro", "write_reproduction_doc": "repro",
+    "REPRODUCTIONS": "reproductions",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+__all__ = sorted(_EXPORTS)

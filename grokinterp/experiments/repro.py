@@ -1,0 +1,214 @@
+"""The seeds' experiments as named reproductions: `grokinterp repro NAME` (`make repro-NAME`).
+
+A reproduction is a sweep (ordinary run directories, finished runs skipped, interrupted ones resumed)
+plus a table that sets the measured numbers beside the seed's, written to
+`docs/reproductions/<name>.md` whatever it shows. Each states how it is scaled down from the seed to fit
+a 2-core CPU (fewer seeds, a faster preset). Figures are the sweep report's (`<out>/report.html`) and,
+when an export backend is installed, SVG files beside the markdown.
+
+>>> from grokinterp.experiments import REPRODUCTIONS, run_reproduction
+>>> sorted(REPRODUCTIONS)                                            # doctest: +SKIP
+['beta1', 'cycle', 'grokfast', 'stencil', 'wd']
+>>> run_reproduction("stencil", workers=2)                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ConfigError
+from ..sweep import SweepSpec, aggregate, collect, run_sweep, sweep_report
+from ..sweep._backends import available_cores
+
+DOCS_DIR = Path("docs/reproductions")
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """One of the seeds' experiments: what runs, what the seed reported, how to tabulate it."""
+
+    name: str
+    title: str
+    claim: str  # what the seed reports, in a sentence or two
+    spec: SweepSpec
+    scale: str  # how and why it is scaled down from the seed
+    reference: dict = field(default_factory=dict)  # cell label -> the seed's number for that cell
+    table: Callable | None = None  # (records, spec, reference) -> (columns, rows); None: per-cell statistics
+    x_key: str | None = None  # the sweep report's x axis
+
+    def with_seeds(self, n: int) -> "Reproduction":
+        """The same experiment with replicate seeds 0..n-1 (the seed key of its grid)."""
+        keys = self.spec.replicate_keys
+        if not keys:
+            raise ConfigError(f"reproduction {self.name!r} has no seed axis to resize")
+        return replace(self, spec=replace(self.spec, grid={**self.spec.grid, keys[0]: list(range(n))}))
+
+
+def cell_label(values: dict, cell_keys: list[str]) -> str:
+    return ", ".join(f"{values[k]}" if k == "arm" else f"{k.split('.')[-1]}={values[k]}" for k in cell_keys) or "all"
+
+
+def _fmt(x, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def cell_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], list[list]]:
+    """Per cell: runs, grok rate, median memorization and grokking steps, median gap [IQR], fractions that
+    never learn or generalize without memorizing, median wall time, and the seed's number."""
+    columns = ["cell", "runs", "grok rate", "median memorized", "median grokked", "median gap [IQR]",
+               "not learned", "generalizes w/o memorizing", "median wall s", "seed reports"]
+    rows = []
+    for cell in aggregate(records, spec.cell_keys):
+        label = cell_label(cell, spec.cell_keys)
+        members = [r for r in records if all(r.values[k] == cell[k] for k in spec.cell_keys) and r.finished]
+        walls = [r.summary.get("wall_time_s") for r in members if r.summary.get("wall_time_s") is not None]
+        gap = (f"{_fmt(cell['median_gap'])} [{_fmt(cell['gap_q25'])}–{_fmt(cell['gap_q75'])}]"
+               if cell["median_gap"] is not None else "–")
+        rows.append([label, f"{cell['n']}" + (f" (+{cell['n_unfinished']} unfinished)" if cell["n_unfinished"] else ""),
+                     _fmt(cell["grok_rate"], 2), _fmt(cell["median_memorization_step"]),
+                     _fmt(cell["median_grokking_step"]), gap, _fmt(cell["frac_not_learned"], 2),
+                     _fmt(cell["frac_generalizes_without_memorizing"], 2),
+                     _fmt(float(np.median(walls)) if walls else None), reference.get(label, "–")])
+    return columns, rows
+
+
+def speedup_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], list[list]]:
+    """Per arm (one run each, or medians over seeds): grokking step and speed-up vs the "baseline" arm."""
+    columns = ["arm", "runs", "status", "memorized", "grokked", "speed-up vs baseline", "seed: epochs (speed-up)",
+               "wall s"]
+    cells = aggregate(records, ["arm"])
+    base = next((c["median_grokking_step"] for c in cells if c["arm"] == "baseline"), None)
+    rows = []
+    for cell in cells:
+        members = [r for r in records if r.values["arm"] == cell["arm"] and r.finished]
+        statuses = sorted({r.summary["status"] for r in members}) or ["unfinished"]
+        grok = cell["median_grokking_step"]
+        speedup = f"{base / grok:.2f}x" if base and grok else "–"
+        walls = [r.summary.get("wall_time_s", 0.0) for r in members]
+        rows.append([cell["arm"], str(cell["n"]), "/".join(statuses), _fmt(cell["median_memorization_step"]),
+                     _fmt(grok), speedup, reference.get(cell["arm"], "–"), _fmt(float(np.median(walls)) if walls else None)])
+    return columns, rows
+
+
+def cycle_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], list[list]]:
+    """Per run after grokking: Lomb-Scargle period of test accuracy and weight norm, amplitudes, phase
+    locking (PLV), collapses below 0.5 and re-grokking (grokinterp.analysis.post_grokking_dynamics)."""
+    columns = ["run", "status", "grokked", "stable grok", "acc period", "acc amplitude", "norm period",
+               "PLV (norm, acc)", "collapses (min acc, re-grokked)", "seed reports"]
+    from ..analysis import post_grokking_dynamics  # torch: imported when a table needs it, not by the CLI
+    from ..runs import read_metrics_csv
+
+    rows = []
+    for rec in records:
+        if not rec.finished:
+            rows.append([rec.name, "unfinished"] + ["–"] * 8)
+            continue
+        metrics = read_metrics_csv(rec.path / "metrics.csv")
+        dyn = post_grokking_dynamics({c: np.array([r[c] for r in metrics]) for c in metrics[0]})
+        acc, norm = dyn.accuracy, dyn.weight_norm
+        collapses = "; ".join(f"{c.start_step}: {c.min_value:.2f}, {'yes' if c.regrok_step else 'no'}"
+                              for c in dyn.collapses) or "none"
+        label = cell_label(rec.values, spec.cell_keys)
+        rows.append([rec.name, rec.summary["status"], _fmt(dyn.grokking_step), _fmt(dyn.stable_grokking_step),
+                     _fmt(acc.period) if acc else "–", _fmt(acc.amplitude, 3) if acc else "–",
+                     _fmt(norm.period) if norm else "–", _fmt(dyn.locking.plv, 2) if dyn.locking else "–",
+                     collapses, reference.get(label, "–")])
+    return columns, rows
+
+
+def _markdown_table(columns: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _export_figures(out: Path, docs_dir: Path, name: str, x_key: str | None) -> list[str]:
+    """SVGs of the sweep's figures beside the markdown when an export backend exists; [] otherwise."""
+    try:
+        from ..report import export_figure  # optional: kaleido or headless Chromium
+        from ..sweep import gap_figure, rate_figure
+        from ..sweep import read_sweep_file
+        from ..sweep._aggregate import aggregate_sweep
+    except ImportError:
+        return []
+    rows, cell_keys = aggregate_sweep(out, write=False), read_sweep_file(out)["cell_keys"]
+    written = []
+    for kind, make in (("gap", gap_figure), ("rate", rate_figure)):
+        path = docs_dir / f"{name}_{kind}.svg"
+        try:
+            export_figure(make(rows, cell_keys, x_key), path)
+        except Exception as e:  # noqa: BLE001  (no backend, or a figure the backend cannot draw)
+            print(f"repro {name}: figure {kind} not exported ({e})")
+            continue
+        written.append(path.name)
+    return written
+
+
+def write_reproduction_doc(repro: Reproduction, out: Path, docs_dir: Path = DOCS_DIR,
+                           wall_time_s: float | None = None) -> Path:
+    """Write `<docs_dir>/<name>.md` from the runs under `out` (finished or not): the measured table with
+    the seed's numbers beside it, every run's status, the config, and the figures."""
+    records = collect(out)
+    columns, rows = (repro.table or cell_table)(records, repro.spec, repro.reference)
+    per_run = [[r.name, r.summary.get("status", "not run"), _fmt(r.summary.get("memorization_step")),
+                _fmt(r.summary.get("grokking_step")), _fmt(r.summary.get("gap")), _fmt(r.summary.get("final_step")),
+                _fmt(r.summary.get("wall_time_s"))] for r in records]
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    figures = _export_figures(out, docs_dir, repro.name, repro.x_key)
+    steps = repro.spec.base_config().train.steps
+    text = [f"# Reproduction: {repro.title}", "",
+            f"**Seed's claim.** {repro.claim}", "",
+            f"**Command.** `grokinterp repro {repro.name}` (or `make repro-{repro.name}`); runs under `{out}`.", "",
+            f"**Scale.** {repro.scale}", "",
+            f"**Setup.** preset `{repro.spec.preset}`, overrides `{json.dumps(repro.spec.overrides)}`, grid "
+            f"`{json.dumps(repro.spec.grid)}`" + (f", arms `{json.dumps(repro.spec.arms)}`" if repro.spec.arms else "")
+            + f"; step budget {steps:,}; {platform.machine()} CPU, {available_cores()} cores, one torch thread per run."
+            + (f" Wall time of this invocation: {wall_time_s:,.0f} s." if wall_time_s is not None else ""), "",
+            "## Measured", "", _markdown_table(columns, rows), ""]
+    text += [f"![{f}]({f})" for f in figures] or [f"Figures: `{out / 'report.html'}` (offline HTML; "
+                                                   "install an export backend to get SVGs here)."]
+    text += ["", "## Every run", "", _markdown_table(["run", "status", "memorized", "grokked", "gap", "last step",
+                                                      "wall s"], per_run), ""]
+    from ..runs import atomic_write_bytes
+
+    path = docs_dir / f"{repro.name}.md"
+    atomic_write_bytes(path, "\n".join(text).encode())
+    return path
+
+
+def run_reproduction(name: str, out: str | Path | None = None, workers: int | None = None, seeds: int | None = None,
+                     docs_dir: str | Path = DOCS_DIR, progress: bool = True) -> Path:
+    """Run (or finish) reproduction `name` and write its markdown; returns the markdown's path.
+
+    Args:
+        name: a key of REPRODUCTIONS.
+        out: the sweep directory; default `checkpoints/repro_<name>`.
+        workers: parallel runs (default: every core).
+        seeds: replicate seeds per cell (default: the reproduction's own scaled-down number).
+        docs_dir: where the markdown (and SVGs) go.
+    """
+    from .reproductions import REPRODUCTIONS
+
+    if name not in REPRODUCTIONS:
+        raise ConfigError(f"unknown reproduction {name!r}; choose one of {sorted(REPRODUCTIONS)}")
+    repro = REPRODUCTIONS[name]
+    if seeds is not None:
+        repro = repro.with_seeds(seeds)
+    out = Path(out) if out is not None else Path("checkpoints") / f"repro_{name}"
+    start = time.perf_counter()
+    result = run_sweep(repro.spec, out, workers=workers, progress=progress)
+    sweep_report(out, x_key=repro.x_key)
+    if result.failed:
+        print(f"repro {name}: {len(result.failed)} run(s) failed: {result.failed}")
+    return write_reproduction_doc(repro, out, Path(docs_dir), time.perf_counter() - start)
