@@ -129,6 +129,13 @@ def read_metrics_csv(path: Path) -> list[dict[str, float]]:
         return [{k: (float(v) if v != "" else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def read_metrics_columns(path: Path) -> dict[str, np.ndarray]:
+    """metrics.csv as column name -> float64 array (NaN = not measured); {} for an empty file."""
+    rows = read_metrics_csv(path)
+    columns = list(rows[0]) if rows else []
+    return {c: np.array([r[c] for r in rows], dtype=np.float64) for c in columns}
+
+
 def versions() -> dict[str, str]:
     import transformer_lens  # noqa: F401  (version lookup only)
     from importlib.metadata import PackageNotFoundError, version
@@ -217,9 +224,7 @@ class Run:
     def metrics(self) -> dict[str, np.ndarray]:
         """Dense metric series: column name -> float array indexed like `metrics["step"]` (NaN = not measured)."""
         if self._metrics is None:
-            rows = read_metrics_csv(self.path / "metrics.csv")
-            columns = list(rows[0]) if rows else []
-            self._metrics = {c: np.array([r[c] for r in rows], dtype=np.float64) for c in columns}
+            self._metrics = read_metrics_columns(self.path / "metrics.csv")
         return self._metrics
 
     @property

@@ -42,6 +42,7 @@ class Reproduction:
     reference: dict = field(default_factory=dict)  # cell label -> the seed's number for that cell
     table: Callable | None = None  # (records, spec, reference) -> (columns, rows); None: per-cell statistics
     x_key: str | None = None  # the sweep report's x axis
+    figures: Callable | None = None  # out -> {name: figure} for the docs; None: the sweep's gap and rate figures
 
     def with_seeds(self, n: int) -> "Reproduction":
         """The same experiment with replicate seeds 0..n-1 (the seed key of its grid)."""
@@ -107,15 +108,14 @@ def cycle_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], l
     columns = ["run", "status", "grokked", "stable grok", "acc period", "acc amplitude", "norm period",
                "PLV (norm, acc)", "collapses (min acc, re-grokked)", "seed reports"]
     from ..analysis import post_grokking_dynamics  # torch: imported when a table needs it, not by the CLI
-    from ..runs import read_metrics_csv
+    from ..runs import read_metrics_columns
 
     rows = []
     for rec in records:
         if not rec.finished:
             rows.append([rec.name, "unfinished"] + ["–"] * 8)
             continue
-        metrics = read_metrics_csv(rec.path / "metrics.csv")
-        dyn = post_grokking_dynamics({c: np.array([r[c] for r in metrics]) for c in metrics[0]})
+        dyn = post_grokking_dynamics(read_metrics_columns(rec.path / "metrics.csv"))
         acc, norm = dyn.accuracy, dyn.weight_norm
         collapses = "; ".join(f"{c.start_step}: {c.min_value:.2f}, {'yes' if c.regrok_step else 'no'}"
                               for c in dyn.collapses) or "none"
@@ -127,27 +127,71 @@ def cycle_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], l
     return columns, rows
 
 
+def gap_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], list[list]]:
+    """Agreement dips vs grokking gap over the seeds (grokinterp.sweep.gap_prediction): r [95% CI] for the
+    dip count and the dip rate over [0, grokking] and for the count over [memorization, grokking], and the
+    range of r over the 27 neighbouring dip definitions."""
+    from ..sweep._gap import gap_prediction
+
+    columns = ["what is correlated with the gap", "runs", "r [95% CI]", "p", "seed reports"]
+    if not records:
+        return columns, []
+    out = records[0].path.parent
+    try:
+        training, gap_span = gap_prediction(out, "training"), gap_prediction(out, "gap", neighbours=False)
+    except ValueError as e:
+        return columns, [[f"not computable: {e}", "–", "–", "–", reference.get("count", "–")]]
+
+    def row(label, c, ref="–"):
+        return [label, str(c.n), f"{c.r:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]", f"{c.p_value:.2g}", ref]
+
+    rs = [r for *_, r in training.sensitivity if np.isfinite(r)]
+    return columns, [
+        row(f"dip count, [0, grokking] (window {training.window:g}, threshold {training.threshold:g}, "
+            f"separation {training.min_separation:g})", training.count_vs_gap, reference.get("count", "–")),
+        row("dip rate per 1,000 steps, [0, grokking]", training.rate_vs_gap),
+        row("dip count, [memorization, grokking]", gap_span.count_vs_gap),
+        ["r over 27 neighbouring dip definitions (window x{1/2,1,2}, threshold ±0.5, separation x{1/2,1,2})",
+         str(training.count_vs_gap.n), f"min {min(rs):.3f}, median {np.median(rs):.3f}, max {max(rs):.3f}" if rs else "–",
+         "–", "–"],
+    ]
+
+
+def gap_figures(out: Path) -> dict:
+    from ..sweep._gap import gap_prediction, gap_scatter_figure
+
+    try:
+        return {"scatter": gap_scatter_figure(gap_prediction(out, "training", neighbours=False))}
+    except ValueError:
+        return {}
+
+
 def _markdown_table(columns: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _export_figures(out: Path, docs_dir: Path, name: str, x_key: str | None) -> list[str]:
-    """SVGs of the sweep's figures beside the markdown when an export backend exists; [] otherwise."""
+def sweep_figures(out: Path, x_key: str | None) -> dict:
+    """The sweep report's gap and rate figures over the cells of the sweep under `out`."""
+    from ..sweep import gap_figure, rate_figure, read_sweep_file
+    from ..sweep._aggregate import aggregate_sweep
+
+    rows, cell_keys = aggregate_sweep(out, write=False), read_sweep_file(out)["cell_keys"]
+    return {"gap": gap_figure(rows, cell_keys, x_key), "rate": rate_figure(rows, cell_keys, x_key)}
+
+
+def _export_figures(figures: dict, docs_dir: Path, name: str) -> list[str]:
+    """SVGs of `figures` beside the markdown when an export backend exists; the file names written."""
     try:
         from ..report import export_figure  # optional: kaleido or headless Chromium
-        from ..sweep import gap_figure, rate_figure
-        from ..sweep import read_sweep_file
-        from ..sweep._aggregate import aggregate_sweep
     except ImportError:
         return []
-    rows, cell_keys = aggregate_sweep(out, write=False), read_sweep_file(out)["cell_keys"]
     written = []
-    for kind, make in (("gap", gap_figure), ("rate", rate_figure)):
+    for kind, fig in figures.items():
         path = docs_dir / f"{name}_{kind}.svg"
         try:
-            export_figure(make(rows, cell_keys, x_key), path)
+            export_figure(fig, path)
         except Exception as e:  # noqa: BLE001  (no backend, or a figure the backend cannot draw)
             print(f"repro {name}: figure {kind} not exported ({e})")
             continue
@@ -165,7 +209,7 @@ def write_reproduction_doc(repro: Reproduction, out: Path, docs_dir: Path = DOCS
                 _fmt(r.summary.get("grokking_step")), _fmt(r.summary.get("gap")), _fmt(r.summary.get("final_step")),
                 _fmt(r.summary.get("wall_time_s"))] for r in records]
     docs_dir.mkdir(parents=True, exist_ok=True)
-    figures = _export_figures(out, docs_dir, repro.name, repro.x_key)
+    figures = _export_figures((repro.figures or (lambda o: sweep_figures(o, repro.x_key)))(out), docs_dir, repro.name)
     steps = repro.spec.base_config().train.steps
     text = [f"# Reproduction: {repro.title}", "",
             f"**Seed's claim.** {repro.claim}", "",

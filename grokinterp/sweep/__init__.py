@@ -31,9 +31,15 @@ from ._grid import (
     run_status,
     write_sweep_file,
 )
+from ._gap import Correlation, GapPrediction, gap_prediction, gap_scatter_figure, pearson_with_ci
 from ._report import REPORT_FILE, gap_figure, rate_figure, run_curves, sweep_report
 
 __all__ = [
+    "Correlation",
+    "GapPrediction",
+    "gap_prediction",
+    "gap_scatter_figure",
+    "pearson_with_ci",
     "AGGREGATE_FILE",
     "BACKENDS",
     "FINAL_STATUSES",

@@ -1,0 +1,152 @@
+"""Gap prediction across a sweep's seeds: agreement dips vs the grokking gap (seed 000: r = 0.896, n = 30).
+
+Each grokked run of the sweep must have recorded the half-batch gradient agreement while training (the
+`grad_agreement` plug-in, metric column `grad_agreement`). Its dips are counted with
+`grokinterp.analysis.agreement_dips` (rolling-median detrend, robust threshold, minimum separation; see
+its docstring) over a span of training, and correlated with the gap (grokking step - memorization step)
+by Pearson's r with a Fisher-z confidence interval. Because the dip definition is a choice, the r of
+neighbouring parameter choices is reported too (DESIGN.md: fix the definition first, show the rest).
+
+A longer run has more room for dips: counting over [0, grokking step] can correlate with the gap through
+duration alone. `dip_rate` (dips per 1,000 steps of the span) is reported beside the count so a reader can
+tell the two apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from ..analysis._gradients import DIP_MIN_SEPARATION, DIP_THRESHOLD, DIP_WINDOW, agreement_dips
+from ..runs import read_metrics_columns
+from ._aggregate import collect
+
+AGREEMENT_COLUMN = "grad_agreement"
+SPANS = ("training", "gap")  # count dips over [0, grokking step] or [memorization step, grokking step]
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Pearson's r of x and y with a two-sided Fisher-z confidence interval and p-value."""
+
+    r: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+    confidence: float
+
+
+def pearson_with_ci(x, y, confidence: float = 0.95) -> Correlation:
+    """Pearson's r; CI from z = atanh(r) ± z_(1-α/2) / sqrt(n - 3) mapped back with tanh (needs n >= 4)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x {x.shape} and y {y.shape} must be 1-D of the same length")
+    n = len(x)
+    if n < 4:
+        raise ValueError(f"a correlation with a confidence interval needs at least 4 runs, got {n}")
+    if np.std(x) == 0 or np.std(y) == 0:
+        return Correlation(math.nan, math.nan, math.nan, math.nan, n, confidence)
+    r, p = stats.pearsonr(x, y)
+    z, half = math.atanh(min(max(r, -0.999999), 0.999999)), stats.norm.ppf(0.5 + confidence / 2) / math.sqrt(n - 3)
+    return Correlation(float(r), math.tanh(z - half), math.tanh(z + half), float(p), n, confidence)
+
+
+@dataclass(frozen=True)
+class GapPrediction:
+    """Per grokked run (in `runs` order): its gap, dip count and dip rate; r for count and rate vs gap, and
+    `sensitivity`: rows (window, threshold, min_separation, r of count vs gap) for neighbouring choices."""
+
+    runs: list
+    gaps: np.ndarray
+    dips: np.ndarray
+    dip_rates: np.ndarray
+    count_vs_gap: Correlation
+    rate_vs_gap: Correlation
+    span: str
+    window: float
+    threshold: float
+    min_separation: float
+    skipped: dict = field(default_factory=dict)  # run name -> why it is not in the fit
+    sensitivity: list = field(default_factory=list)
+
+
+def _span(summary: dict, span: str) -> tuple[float, float]:
+    return (0.0 if span == "training" else float(summary["memorization_step"])), float(summary["grokking_step"])
+
+
+def _count(series, summary, span, window, threshold, min_separation) -> tuple[int, float]:
+    start, stop = _span(summary, span)
+    dips = agreement_dips(series[0], series[1], window, threshold, min_separation, start=start, stop=stop)
+    return dips.count, 1000.0 * dips.count / max(stop - start, 1.0)
+
+
+def gap_prediction(sweep_dir: str | Path, span: str = "training", window: float = DIP_WINDOW,
+                   threshold: float = DIP_THRESHOLD, min_separation: float = DIP_MIN_SEPARATION,
+                   confidence: float = 0.95, neighbours: bool = True) -> GapPrediction:
+    """Correlate agreement-dip counts with grokking gaps over a sweep's grokked runs.
+
+    Args:
+        sweep_dir: a sweep whose runs used the `grad_agreement` plug-in.
+        span: "training" counts dips over [0, grokking step]; "gap" over [memorization, grokking].
+        window, threshold, min_separation: the dip definition (`agreement_dips`).
+        neighbours: also compute r for window x {1/2, 1, 2}, threshold ± 0.5, min_separation x {1/2, 1, 2}.
+
+    Returns:
+        A GapPrediction; runs that did not grok or lack the agreement column are listed in `skipped`.
+    """
+    if span not in SPANS:
+        raise ValueError(f"span={span!r} must be one of {list(SPANS)}")
+    series, summaries, skipped = {}, {}, {}
+    for rec in collect(sweep_dir):
+        if rec.summary.get("status") != "grokked" or rec.summary.get("memorization_step") is None:
+            skipped[rec.name] = f"status {rec.summary.get('status', 'not run')}"
+            continue
+        metrics = read_metrics_columns(rec.path / "metrics.csv")
+        if AGREEMENT_COLUMN not in metrics or not np.isfinite(metrics[AGREEMENT_COLUMN]).any():
+            skipped[rec.name] = f"no {AGREEMENT_COLUMN} column (train with plugins.grad_agreement)"
+            continue
+        series[rec.name], summaries[rec.name] = (metrics["step"], metrics[AGREEMENT_COLUMN]), rec.summary
+    names = list(series)
+    if len(names) < 4:
+        raise ValueError(f"{sweep_dir}: only {len(names)} grokked runs with a {AGREEMENT_COLUMN} column; need >= 4 "
+                         f"(skipped: {skipped})")
+    gaps = np.array([summaries[n]["gap"] for n in names], dtype=np.float64)
+
+    def fit(w, t, s):
+        counts = [_count(series[n], summaries[n], span, w, t, s) for n in names]
+        return np.array([c for c, _ in counts], dtype=np.float64), np.array([r for _, r in counts])
+
+    dips, rates = fit(window, threshold, min_separation)
+    sensitivity = []
+    if neighbours:
+        for w, t, s in itertools.product((window / 2, window, window * 2), (threshold - 0.5, threshold, threshold + 0.5),
+                                         (min_separation / 2, min_separation, min_separation * 2)):
+            counts, _ = fit(w, max(t, 0.0), s)
+            sensitivity.append((w, max(t, 0.0), s, pearson_with_ci(counts, gaps, confidence).r))
+    return GapPrediction(names, gaps, dips, rates, pearson_with_ci(dips, gaps, confidence),
+                         pearson_with_ci(rates, gaps, confidence), span, window, threshold, min_separation,
+                         skipped, sensitivity)
+
+
+def gap_scatter_figure(prediction: GapPrediction):
+    """Scatter of dip count vs gap, one point per run (hover: run name), with the least-squares line."""
+    import plotly.graph_objects as go
+
+    c = prediction.count_vs_gap
+    fig = go.Figure(go.Scatter(x=prediction.dips, y=prediction.gaps, mode="markers", text=prediction.runs,
+                               name="runs", marker=dict(size=9, color="#1f77b4")))
+    if np.std(prediction.dips) > 0:
+        slope, intercept = np.polyfit(prediction.dips, prediction.gaps, 1)
+        xs = np.array([prediction.dips.min(), prediction.dips.max()])
+        fig.add_trace(go.Scatter(x=xs, y=slope * xs + intercept, mode="lines", name="least squares",
+                                 line=dict(color="#d62728", dash="dash")))
+    fig.update_layout(title=f"Agreement dips vs grokking gap: r = {c.r:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}], "
+                            f"n = {c.n}", template="plotly_white", height=420,
+                      xaxis_title=f"dips ({prediction.span} span)", yaxis_title="gap (steps)")
+    return fig
