@@ -43,6 +43,7 @@ class Reproduction:
     table: Callable | None = None  # (records, spec, reference) -> (columns, rows); None: per-cell statistics
     x_key: str | None = None  # the sweep report's x axis
     figures: Callable | None = None  # out -> {name: figure} for the docs; None: the sweep's gap and rate figures
+    post: Callable | None = None  # (out, progress) -> None: runs that start from the sweep's runs (transplants)
 
     def with_seeds(self, n: int) -> "Reproduction":
         """The same experiment with replicate seeds 0..n-1 (the seed key of its grid)."""
@@ -253,6 +254,36 @@ def run_reproduction(name: str, out: str | Path | None = None, workers: int | No
     start = time.perf_counter()
     result = run_sweep(repro.spec, out, workers=workers, progress=progress)
     sweep_report(out, x_key=repro.x_key)
+    if repro.post is not None:
+        repro.post(out, progress)
     if result.failed:
         print(f"repro {name}: {len(result.failed)} run(s) failed: {result.failed}")
     return write_reproduction_doc(repro, out, Path(docs_dir), time.perf_counter() - start)
+
+
+def transplant_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], list[list]]:
+    """Per recipient seed: its own grokking step (the control) and that of each transplant fork."""
+    import json as _json
+
+    columns = ["recipient", "control grokked", "weights: grokked (Δ)", "activations: grokked (Δ)", "neurons moved",
+               "transplant wall s", "seed reports"]
+    if not records:
+        return columns, []
+    folder = records[0].path.parent / "transplants"
+    rows = []
+    for rec in records:
+        if not (folder.is_dir() and any(folder.glob(f"{rec.name}__*"))):
+            continue
+        control = rec.summary.get("grokking_step")
+        cells, n_neurons, walls = [], "–", []
+        for mode in ("weights", "activations"):
+            run_dir = folder / f"{rec.name}__{mode}"
+            summary = _json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+            info = _json.loads((run_dir / "transplant.json").read_text()) if (run_dir / "transplant.json").is_file() else {}
+            grok = summary.get("grokking_step")
+            n_neurons = str(len(info["neurons"])) if info else n_neurons
+            walls.append(summary.get("wall_time_s") or 0.0)
+            delta = f" ({grok - control:+,})" if grok is not None and control is not None else ""
+            cells.append(_fmt(grok) + delta if summary else "not run")
+        rows.append([rec.name, _fmt(control), *cells, n_neurons, _fmt(float(sum(walls))), reference.get("all", "–")])
+    return columns, rows

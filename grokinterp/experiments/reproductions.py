@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..sweep import SweepSpec
-from .repro import Reproduction, cycle_table, gap_figures, gap_table, speedup_table
+from .repro import Reproduction, cycle_table, gap_figures, gap_table, speedup_table, transplant_table
 
 STENCILS = {"baseline": None, "stencil_-1_0_+1": [-1, 0, 1], "stencil_0": [0], "stencil_-1": [-1],
             "stencil_-1_+1": [-1, 1], "stencil_-1_0": [-1, 0]}
@@ -97,4 +97,25 @@ _register(Reproduction(
     reference={"count": "r = 0.896 (n = 30)"},
     table=gap_table,
     figures=gap_figures,
+))
+
+
+def _transplants(out, progress: bool) -> None:
+    from .transplant import transplant_study
+
+    transplant_study(out, step=100, donor_seed=0, progress=progress)
+
+
+_register(Reproduction(
+    name="transplant",
+    title="Fourier-neuron transplants into a memorizing model (seed 000)",
+    claim="Injecting a grokked model's Fourier neurons into a memorizing model does not speed up grokking: the "
+          "transplanted neurons neither help nor hurt; the features are already present by step ~700.",
+    spec=SweepSpec({"model.seed": list(range(5))}, preset="fast"),
+    scale="`fast` preset, 5 seeds: seed 0 is the donor (its Fourier neurons at its last checkpoint), seeds 1-4 "
+          "the recipients, transplanted at step 100 (after memorization, long before grokking); weights mode "
+          "and activations mode (donor activations patched for 300 steps).",
+    reference={"all": "no speed-up (neither help nor hurt)"},
+    table=transplant_table,
+    post=_transplants,
 ))

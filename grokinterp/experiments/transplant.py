@@ -1,0 +1,132 @@
+"""Fourier-neuron transplants (seed 000): move a grokked donor's Fourier neurons into an early checkpoint
+of another run and see whether the recipient groks sooner.
+
+The neurons are the donor's Fourier neurons (`grokinterp.analysis.fourier_neurons`: dominant frequency
+a key frequency, explaining >= 0.85 of the neuron's variance; Nanda et al. 2023). Two modes:
+
+- "weights": the recipient's checkpoint at `step` gets the donor's W_in columns, b_in entries and W_out
+  rows of those neurons (`transplant_neuron_weights`), then training continues (a fork of the recipient
+  at `step`, so its optimizer state is the recipient's own);
+- "activations": training continues from the recipient's own weights, but for `patch_steps` steps the
+  training forward's `blocks.0.mlp.hook_post` of those neurons is replaced by the donor's activations
+  (the `activation_transplant` plug-in, through TransformerLens hooks).
+
+The control is the recipient itself, trained on untouched (a fork without changes is bit-identical to
+it). Each transplant is an ordinary run directory (a fork: `fork.json` names the recipient and step, and
+`transplant.json` the donor and neurons), so every analysis replays it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..analysis import fourier_neurons, transplant_neuron_weights
+from ..config import ConfigError
+from ..runs import Run, atomic_write_json, save_tensors, step_filename
+from .fork import FORK_FILE, fork_config, fork_run
+
+MODES = ("weights", "activations")
+TRANSPLANT_FILE = "transplant.json"
+
+
+def donor_neurons(donor: Run, step: int | None = None, frac_threshold: float | None = None) -> list[int]:
+    """The donor's Fourier neurons at `step` (default its last checkpoint)."""
+    step = donor.steps[-1] if step is None else step
+    kwargs = {} if frac_threshold is None else {"frac_threshold": frac_threshold}
+    return fourier_neurons(donor.model(step), donor.task, **kwargs).tolist()
+
+
+def transplant_run(recipient: str | Path | Run, step: int, donor: str | Path | Run, out: str | Path,
+                   mode: str = "weights", donor_step: int | None = None, neurons: list[int] | None = None,
+                   patch_steps: int = 300, progress: bool = True) -> Run:
+    """Continue `recipient` from `step` with the donor's neurons transplanted; returns the new run.
+
+    Args:
+        recipient, donor: runs of the same architecture (and task).
+        step: a checkpoint step of the recipient (e.g. during memorization).
+        out: the new run directory.
+        mode: "weights" or "activations" (see the module docstring).
+        donor_step: the donor checkpoint (default its last).
+        neurons: default the donor's Fourier neurons at donor_step.
+        patch_steps: activations mode: how many steps the activations are patched.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"mode={mode!r} must be one of {list(MODES)}")
+    recipient = recipient if isinstance(recipient, Run) else Run(recipient)
+    donor = donor if isinstance(donor, Run) else Run(donor)
+    if donor.config.model != recipient.config.model or donor.config.task.p != recipient.config.task.p:
+        raise ConfigError(f"donor {donor.path} and recipient {recipient.path} differ in model or task: a transplant "
+                          "needs one architecture")
+    donor_step = donor.steps[-1] if donor_step is None else donor_step
+    if donor_step not in donor.steps:
+        raise ConfigError(f"donor {donor.path} has no checkpoint at step {donor_step}; its steps: "
+                          f"{donor.steps[0]}..{donor.steps[-1]}")
+    neurons = donor_neurons(donor, donor_step) if neurons is None else list(neurons)
+    if not neurons:
+        raise ConfigError(f"donor {donor.path} has no Fourier neurons at step {donor_step} (has it grokked?)")
+    out = Path(out)
+    record = {"mode": mode, "donor": str(donor.path.resolve()), "donor_step": donor_step, "neurons": neurons,
+              "recipient": str(recipient.path.resolve()), "step": step}
+    donor_file = str((donor.path / "ckpt" / step_filename(donor_step)).resolve())
+    if mode == "activations":
+        record["patch_steps"] = patch_steps
+        overrides = {"plugins.activation_transplant": {"donor": donor_file, "neurons": neurons, "start": step,
+                                                       "stop": step + patch_steps}}
+        run = fork_run(recipient, step, out, overrides, resume=(out / "config.json").is_file(), progress=progress)
+    else:
+        run = _weight_transplant(recipient, step, donor, donor_step, neurons, out, record, progress)
+    atomic_write_json(out / TRANSPLANT_FILE, record)
+    return run
+
+
+def _weight_transplant(recipient: Run, step: int, donor: Run, donor_step: int, neurons: list[int], out: Path,
+                       record: dict, progress: bool) -> Run:
+    """A fork of the recipient at `step` whose starting weights carry the donor's neurons.
+
+    The surgery rewrites the fork's checkpoint at `step` and then writes transplant.json; a fork found
+    without transplant.json (killed in between) and with no later checkpoint gets the surgery again."""
+    from ..launch import train_run
+    from .fork import _check_step, _write_start
+
+    config = fork_config(recipient.config, {})
+    if not (out / "config.json").is_file():
+        _check_step(recipient, step)
+        fork_record = {"parent": str(recipient.path.resolve()), "parent_name": recipient.path.name, "step": step,
+                       "overrides": {}, "transplant": "weights"}
+        _write_start(recipient, step, out, config, fork_record, progress)
+    elif not (out / FORK_FILE).is_file():
+        raise ConfigError(f"{out} holds a run that is not a transplant fork; choose another directory")
+    if not (out / TRANSPLANT_FILE).is_file():
+        start = Run(out)
+        if start.steps != [step]:
+            raise ConfigError(f"{out} trained past step {step} without a record of its transplant; remove it and rerun")
+        model = transplant_neuron_weights(start.model(step), donor.model(donor_step), neurons)
+        save_tensors(out / "ckpt" / step_filename(step), {k: v.detach().contiguous() for k, v in model.state_dict().items()})
+        atomic_write_json(out / TRANSPLANT_FILE, record)
+    run = train_run(config, out, resume=True, progress=progress)
+    summary = run.summary
+    summary["forked_from"] = {"run": str(recipient.path.resolve()), "step": step}
+    atomic_write_json(out / "summary.json", summary)
+    return run
+
+
+def transplant_study(sweep_dir: str | Path, step: int = 100, donor_seed: int = 0, modes: tuple = MODES,
+                     patch_steps: int = 300, progress: bool = True) -> Path:
+    """Transplant the donor seed's Fourier neurons into every other seed of a `model.seed` sweep at `step`,
+    in each mode; runs go to `<sweep_dir>/transplants/<recipient>__<mode>` (finished ones are kept)."""
+    from ..sweep import collect
+
+    records = {rec.values.get("model.seed"): rec for rec in collect(sweep_dir)}
+    if donor_seed not in records or records[donor_seed].summary.get("status") != "grokked":
+        raise ConfigError(f"{sweep_dir}: the donor (model.seed={donor_seed}) must be a grokked run")
+    donor = Run(records[donor_seed].path)
+    folder = Path(sweep_dir) / "transplants"
+    for seed, rec in records.items():
+        if seed == donor_seed or not rec.finished:
+            continue
+        for mode in modes:
+            out = folder / f"{rec.name}__{mode}"
+            if (out / "summary.json").is_file() and (out / TRANSPLANT_FILE).is_file():
+                continue
+            transplant_run(Run(rec.path), step, donor, out, mode=mode, patch_steps=patch_steps, progress=progress)
+    return folder
