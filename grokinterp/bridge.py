@@ -22,7 +22,6 @@ import dataclasses
 from pathlib import Path
 
 import einops
-import torch
 from torch import Tensor
 
 from .config import ModelConfig
@@ -92,6 +91,9 @@ def _load(source, step: int | None, act_fn: str) -> Transformer:
         return model.eval()
     if isinstance(source, Run):
         return source.model(step)
+    if not isinstance(source, (str, Path)):
+        raise ValueError(f"cannot make a bridge from {source!r}: pass a grokinterp Transformer, a run directory, "
+                         "a ckpt/step_N.safetensors file or a TL 3 state dict")
     path = Path(source)
     if path.is_dir():
         return Run(path).model(step)
@@ -140,7 +142,9 @@ def tl_state_dict_from_bridge(bridge_state: dict[str, Tensor], n_heads: int) -> 
     for key, tensor in bridge_state.items():
         tl_key = _tl_key(key)
         pattern = _TO_TL_LAYOUT.get(tl_key.rsplit(".", 1)[-1])
-        out[tl_key] = tensor if pattern is None else einops.rearrange(tensor, pattern, h=n_heads).contiguous()
+        if pattern is not None:
+            tensor = einops.rearrange(tensor, pattern, **({"h": n_heads} if "h" in pattern else {})).contiguous()
+        out[tl_key] = tensor
     return out
 
 

@@ -63,14 +63,17 @@ class HookedModel:
         """One parameter by TL 3 name, e.g. "embed.W_E" [d_vocab, d_model] or "blocks.0.mlp.W_in" [d_model, d_mlp]."""
         weights = self.weights()
         if name not in weights:
-            raise KeyError(f"{type(self.model).__name__} has no parameter {name!r} under TL 3 names; it has {sorted(weights)}")
+            raise KeyError(f"{type(self.model).__name__} has no parameter {name!r} under TL 3 names; "
+                           f"it has {sorted(weights)}")
         return weights[name]
 
     def hooks(self, fwd_hooks: Sequence[tuple[str, Callable]]):
         """The model's own context manager: hooks added for the block, removed on exit, user hooks left alone."""
         return self.model.hooks(fwd_hooks=list(fwd_hooks))
 
-    def forward(self, tokens: Int[Tensor, "batch pos"], last_position_only: bool = False) -> Float[Tensor, "batch pos d_vocab_out"]:
+    def forward(
+        self, tokens: Int[Tensor, "batch pos"], last_position_only: bool = False
+    ) -> Float[Tensor, "batch pos d_vocab_out"]:
         """Logits; `last_position_only` uses the model's final-position forward when it has one
         (grokinterp's: same final-position logits and activations), else the full forward."""
         if last_position_only and "last_position_only" in inspect.signature(self.model.forward).parameters:

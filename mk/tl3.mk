@@ -10,6 +10,8 @@ TL3_VENV ?= .venv-tl3
 TL3_BASE_PYTHON ?= python3
 TL3_TORCH ?= torch==2.13.0
 TL3_TL ?= transformer-lens>=3.9,<4
+# grokinterp's analyses also run inside it, on TL 3's HookedTransformer (tests/test_bridge.py): its other deps.
+TL3_EXTRAS ?= scipy>=1.10
 TL3_TORCH_PIP_ARGS ?=
 TL3_PYTHON := $(TL3_VENV)/bin/python
 TL3_STAMP := $(TL3_VENV)/.grokinterp-installed
@@ -22,7 +24,7 @@ tl3-venv: $(TL3_STAMP)
 $(TL3_STAMP): mk/tl3.mk
 	@test -x $(TL3_PYTHON) || $(TL3_BASE_PYTHON) -m venv $(TL3_VENV)
 	$(TL3_PYTHON) -m pip install $(TL3_TORCH_PIP_ARGS) "$(TL3_TORCH)"
-	$(TL3_PYTHON) -m pip install "$(TL3_TL)" "$(TL3_TORCH)"
+	$(TL3_PYTHON) -m pip install "$(TL3_TL)" "$(TL3_TORCH)" $(foreach pkg,$(TL3_EXTRAS),"$(pkg)")
 	$(TL3_PYTHON) -c "import importlib.metadata as m, torch; print('TL', m.version('transformer-lens'), 'torch', torch.__version__)"
 	@touch $@
 
