@@ -1,4 +1,4 @@
-"""`grokinterp train | analyze | presets | fork | report | sweep`: the command line (the Makefile wraps it).
+"""`grokinterp train | analyze | presets | fork | report | import | sweep | warn`: the command line (the Makefile wraps it).
 
 Any config key is overridable as `--section.key=value` (e.g. `--optim.lr=3e-4 --task.op=mul`);
 values are Python literals checked against the key's type. Misuse exits 2 with one message.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .experiments.cli import add_repro_parser, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command
+from .warn.cli import add_warn_parser, run_warn_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
 
 EXIT_USAGE = 2
@@ -78,8 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "with a summary table, as one offline, self-contained HTML page.")
     compare.add_argument("runs", type=Path, nargs="+", help="run directories")
     compare.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    imp = sub.add_parser(
+        "import", help="convert a published training run into a run directory",
+        description="Convert a published run into an ordinary run directory (checkpoints, metrics, split) that "
+                    "analyze and replay read: `nanda` is Nanda et al.'s full_run_data.pth (progress-measures "
+                    "paper), `tl-demo` the file TransformerLens's Grokking_Demo notebook saves. Files are read "
+                    "with torch.load(weights_only=True) only.",
+        epilog="example: grokinterp import nanda full_run_data.pth --out checkpoints/nanda_original")
+    imp.add_argument("format", choices=["nanda", "tl-demo"], help="what the file is")
+    imp.add_argument("file", type=Path, help="the torch-saved file")
+    imp.add_argument("--out", type=Path, required=True, help="the new run directory")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sweep_parser(sub)
     add_repro_parser(sub)
+    add_warn_parser(sub)
     return parser
 
 
@@ -167,6 +180,23 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_import(args) -> int:
+    if not args.file.is_file():
+        raise ConfigError(f"{args.file} does not exist")
+    if (args.out / "config.json").is_file():
+        raise ConfigError(f"{args.out} already holds a run; choose another --out")
+    from .importers import IMPORTERS, ImportFormatError, write_imported_run
+    from .runs import RunError
+
+    try:
+        run = write_imported_run(IMPORTERS[args.format](args.file), args.out, progress=not args.no_progress)
+    except (ImportFormatError, RunError) as e:
+        print(f"grokinterp import: error: {e}", file=sys.stderr)
+        return 1
+    print(f"run written to {run.path}: {json.dumps({k: run.summary.get(k) for k in ('status', 'memorization_step', 'grokking_step')})}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -183,8 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_analyze(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "import":
+            return _cmd_import(args)
         if args.command == "repro":
             return run_repro_command(args)
+        if args.command == "warn":
+            return run_warn_command(args, sys.argv[1:] if argv is None else argv)
         for name, overrides in PRESETS.items():
             print(f"{name}: {PRESET_NOTES[name]}\n    {json.dumps(overrides)}")
         return 0

@@ -12,9 +12,9 @@ import torch
 
 from grokinterp.cli import main
 from grokinterp.config import ConfigError
-from grokinterp.experiments import FORK_FILE, fork_run
+from grokinterp.experiments import FORK_FILE, ReplayMismatchWarning, fork_run
 from grokinterp.launch import train_run
-from grokinterp.runs import Run, load_tensors, read_metrics_csv, step_filename
+from grokinterp.runs import Run, load_tensors, read_metrics_csv, save_tensors, step_filename
 
 from conftest import tiny_config
 
@@ -128,3 +128,20 @@ def test_an_existing_fork_needs_resume_with_the_same_arguments(parent, tmp_path)
     assert all(torch.equal(v, parent.state_dict(200)[k]) for k, v in load_tensors(out / "ckpt" / step_filename(200)).items())
     assert fork.summary["forked_from"]["step"] == 180
     shutil.rmtree(out)
+
+
+def test_a_replay_that_does_not_reproduce_the_parent_is_flagged(parent, tmp_path):
+    """A parent whose checkpoint at the fork step disagrees with its replay (here: tampered with) gives a
+    warning, `exact: false` in fork.json, and a fork that starts from the checkpoint's weights."""
+    copy = tmp_path / "parent"
+    shutil.copytree(parent.path, copy)
+    weights = load_tensors(copy / "ckpt" / step_filename(100))
+    weights["embed.W_E"][0, 0] += 0.5
+    save_tensors(copy / "ckpt" / step_filename(100), weights)
+    (tmp_path / "fork" / "ckpt").mkdir(parents=True)  # a fork set-up killed earlier, at another step
+    save_tensors(tmp_path / "fork" / "ckpt" / step_filename(80), weights)
+    with pytest.warns(ReplayMismatchWarning, match="did not reproduce it bit for bit .max .weight diff. 0.5"):
+        fork = fork_run(copy, 100, tmp_path / "fork", {"train.steps": 120}, progress=False)
+    record = json.loads((fork.path / FORK_FILE).read_text())
+    assert record["exact"] is False and record["max_abs_weight_diff"] == pytest.approx(0.5)
+    assert fork.steps == [100, 120] and torch.equal(fork.state_dict(100)["embed.W_E"], weights["embed.W_E"])

@@ -26,7 +26,10 @@ from grokinterp.report import (
 from grokinterp.runs import Run
 
 FIGURES = ["loss", "accuracy", "weight_norm", "progress", "embedding_spectrum", "key_frequencies",
-           "neuron_frequencies", "gini"]
+           "neuron_frequencies", "gini",
+           # Nanda et al.'s views (report/_nanda_views.py; tested in test_nanda_views.py)
+           "trig_fit", "embedding_circles", "neuron_logit_fourier", "attention_fourier", "pair_loss",
+           "logit_attribution"]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -42,10 +45,10 @@ def test_analyze_run_writes_report_and_reuses_the_cache(analyzed):
     run, report = analyzed
     assert report == run.path / "report.html" and report.stat().st_size > 1_000_000
     cached = sorted((run.path / "analysis").rglob("*.safetensors"))
-    assert len(cached) == 2 * len(run.steps)  # spectra and progress, one file per checkpoint
+    assert len(cached) == 3 * len(run.steps)  # spectra, progress and trig_fit, one file per checkpoint
     stamps = [p.stat().st_mtime_ns for p in cached]
     result = replay(run, progress=False)
-    assert result.computed == {"spectra": 0, "progress": 0}
+    assert result.computed == {"spectra": 0, "progress": 0, "trig_fit": 0}
     analyze_run(run.path, progress=False)
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 

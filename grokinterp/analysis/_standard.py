@@ -8,7 +8,8 @@
   checkpoint (as in the paper, so every step is measured against the circuit the run ends with).
   See `_progress.progress_measures`.
 
-Both read one forward pass over all p^2 pairs (`grid_forward`), shared through the step context.
+Both read one forward pass over all p^2 pairs (`grid_forward`), shared through the step context, as
+does the third standard analysis, "trig_fit" (`_nanda.py`: the trig-identity fit of the logits).
 Imported by `grokinterp.analysis`, so importing the package registers them.
 """
 

@@ -39,6 +39,7 @@ from ..runs import (
     RunError,
     RunLock,
     atomic_write_json,
+    list_steps,
     read_metrics_csv,
     remove_stale_temp_files,
     save_tensors,
@@ -114,7 +115,8 @@ def replay_parent(run: Run, step: int, progress: bool = False) -> tuple[dict, di
     from ..train import make_trainer
 
     config, state_step = run.config, _nearest_state(run, step)
-    threads = config.train.threads or json.loads((run.path / "config.json").read_text()).get("versions", {}).get("threads")
+    recorded_threads = json.loads((run.path / "config.json").read_text()).get("versions", {}).get("threads")
+    threads = config.train.threads or recorded_threads  # bit-exact replay needs the parent's thread count
     before = torch.get_num_threads()
     started = time.perf_counter()
     try:
@@ -212,6 +214,9 @@ def _write_start(parent: Run, step: int, out: Path, config: RunConfig, record: d
         if (out / "config.json").is_file():
             raise ConfigError(f"{out} already holds a run (created meanwhile); choose another --out")
         remove_stale_temp_files(out)
+        for folder in ("ckpt", "state"):  # left by a fork set-up killed before config.json, maybe at another step
+            for s in list_steps(out / folder):
+                (out / folder / step_filename(s)).unlink()
         split = parent.task
         save_tensors(out / "split.safetensors", {"train_idx": split.train_idx, "test_idx": split.test_idx})
         atomic_write_json(out / FORK_FILE, {**record, **info})

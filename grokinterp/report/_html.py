@@ -93,25 +93,41 @@ def _header(run: Run, result: ReplayResult | None) -> str:
             f"{html.escape(_package_version())}</p>" + "".join(tables))
 
 
-def render_report(run: Run, result: ReplayResult | None, figures: dict[str, go.Figure] | None = None) -> str:
-    """The report page as a string: header, an index, then each figure in its own `<div id="fig-<name>">`."""
-    figures = run_figures(run, result) if figures is None else figures
-    nav = "".join(f'<a href="#section-{n}">{html.escape(FIGURE_TITLES.get(n, n))}</a>' for n in figures)
+def figure_sections(figures: dict[str, go.Figure], titles: dict[str, str] | None = None) -> tuple[str, str]:
+    """(index links, sections): each figure in `<section id="section-<id>">` holding `<div id="fig-<id>">`,
+    titled from `titles` (default the report's FIGURE_TITLES), plotly.js not included."""
+    titles = FIGURE_TITLES if titles is None else titles
+    nav = "".join(f'<a href="#section-{n}">{html.escape(titles.get(n, n))}</a>' for n in figures)
     sections = []
     for name, fig in figures.items():
         div = fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, div_id=f"fig-{name}",
                           default_height=f"{HEIGHT}px", default_width="100%",
                           config={"displaylogo": False, "responsive": True})
         sections.append(f'<section id="section-{name}" class="figure" data-figure="{html.escape(name)}">'
-                        f"<h2>{html.escape(FIGURE_TITLES.get(name, name))}</h2>{div}</section>")
-    meta = json.dumps({"figures": list(figures), "run": run.path.name}).replace("</", "<\\/")
+                        f"<h2>{html.escape(titles.get(name, name))}</h2>{div}</section>")
+    return nav, "".join(sections)
+
+
+def offline_page(title: str, header: str, figures: dict[str, go.Figure], meta: dict,
+                 titles: dict[str, str] | None = None) -> str:
+    """A self-contained page: `header` HTML, an index, the figures, and `meta` as JSON in
+    `<script id="report-meta">`; plotly.js inlined once, nothing loaded from the network."""
+    nav, sections = figure_sections(figures, titles)
+    meta_json = json.dumps(meta).replace("</", "<\\/")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(run.path.name)} · grokinterp report</title>"
+            f"<title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style>"
             f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
-            f"<body>{_header(run, result)}<nav>{nav}</nav>{''.join(sections)}"
-            f'<script type="application/json" id="report-meta">{meta}</script>'
+            f"<body>{header}<nav>{nav}</nav>{sections}"
+            f'<script type="application/json" id="report-meta">{meta_json}</script>'
             "</body></html>\n")
+
+
+def render_report(run: Run, result: ReplayResult | None, figures: dict[str, go.Figure] | None = None) -> str:
+    """The report page as a string: header, an index, then each figure in its own `<div id="fig-<name>">`."""
+    figures = run_figures(run, result) if figures is None else figures
+    return offline_page(f"{run.path.name} · grokinterp report", _header(run, result), figures,
+                        {"figures": list(figures), "run": run.path.name})
 
 
 def write_report(run: Run | str | Path, result: ReplayResult | None, path: str | Path | None = None) -> Path:

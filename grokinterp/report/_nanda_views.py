@@ -92,14 +92,17 @@ def neuron_logit_fourier_figure(views: NandaViews) -> go.Figure:
                                colorbar=dict(title="|W_L|"), name="neuron-logit map"))
     fig = _layout(fig, f"Neuron-logit map W_out W_U in the Fourier basis ({_where(views)})",
                   "output basis function", "neuron (sorted by cluster)")
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(type="category")  # _layout sets linear axes; these are named basis functions and neurons
+    fig.update_yaxes(type="category", autorange="reversed", showticklabels=False)
     return fig
 
 
 def attention_fourier_figure(views: NandaViews) -> go.Figure:
     """|2D Fourier coefficients| of the attention from `=` to a (top row) and to b (bottom row), per head,
-    over the grid of (a, b): sparse on a few (cos/sin k) x const terms when the heads read the inputs' waves."""
+    over the grid of (a, b): sparse on a few (cos/sin k) x const terms when the heads read the inputs' waves.
+    The const x const coefficient (the mean attention) is left blank so that it does not set the colour scale."""
     coeffs = np.abs(views.attention_fourier.numpy()).astype(np.float32)  # [2, heads, n, n]
+    coeffs[:, :, 0, 0] = np.nan  # n x the mean attention: it would set the colour scale alone
     heads = coeffs.shape[1]
     names = basis_names(views.n)
     fig = make_subplots(rows=2, cols=heads, horizontal_spacing=0.03, vertical_spacing=0.12,
@@ -113,7 +116,7 @@ def attention_fourier_figure(views: NandaViews) -> go.Figure:
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, autorange="reversed")
     fig.update_layout(title=f"Attention from = to a and b in the 2D Fourier basis ({_where(views)}; "
-                            "rows: basis of a, columns: basis of b)", coloraxis=dict(colorscale="Viridis"),
+                            "rows: basis of a, columns: basis of b; mean left out)", coloraxis=dict(colorscale="Viridis"),
                       height=2 * HEIGHT - 60, template="plotly_white", margin=dict(l=40, r=20, t=80, b=30))
     return fig
 
@@ -129,7 +132,8 @@ def pair_loss_figure(views: NandaViews) -> go.Figure:
                                customdata=split, colorbar=dict(title="log10 loss"), name="loss",
                                hovertemplate="a %{y}, b %{x} (%{customdata}): 10^%{z:.2f}<extra></extra>"))
     fig = _layout(fig, f"Loss of every pair (a, b) ({_where(views)})", "b", "a")
-    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    fig.update_xaxes(constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
     return fig
 
 
@@ -142,8 +146,10 @@ def logit_attribution_figure(views: NandaViews) -> go.Figure:
     fig = go.Figure(go.Bar(x=labels, y=views.dla.numpy(), marker_color=colors, name="cluster"))
     fig.add_hline(y=views.dla_total, line=dict(color="#444", dash="dash", width=1),
                   annotation_text=f"all neurons {views.dla_total:.3g}", annotation_position="top left")
-    return _layout(fig, f"Direct logit attribution to the correct answer by neuron cluster ({_where(views)})",
-                   "neuron cluster (dominant frequency)", "mean logit contribution (vs mean output)")
+    fig = _layout(fig, f"Direct logit attribution to the correct answer by neuron cluster ({_where(views)})",
+                  "neuron cluster (dominant frequency)", "mean logit contribution (vs mean output)")
+    fig.update_xaxes(type="category")  # after _layout, which sets linear axes
+    return fig
 
 
 NANDA_TITLES = {
