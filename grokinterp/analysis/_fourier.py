@@ -19,7 +19,6 @@ so one forward serves a whole checkpoint.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..hooked import as_hooked
 from ._characters import group_indexing
 
 # A neuron is "clean" at frequency k when k explains at least this fraction of its variance ...
@@ -300,29 +300,25 @@ class GridForward:
 def grid_forward(model, task, layer: int | None = None) -> GridForward:
     """Run `model` on the tokens [a, b, =] of all p^2 pairs (div's b = 0 included) and keep the final position.
 
-    Duck-typed: needs only `model.blocks`, hook `blocks.{layer}.mlp.hook_post` and `model.hooks(...)`
-    (any HookedRootModule). If the model's forward takes `last_position_only` (grokinterp's Transformer)
-    it is used: same logits and final-position activations, computed for the last position only.
-    The capture hook is removed on exit; the model is not modified.
+    By hook name only (`grokinterp.hooked.as_hooked`): a grokinterp Transformer, a TransformerLens 4 bridge,
+    a TL 3 HookedTransformer, or any model with `hooks(...)` and hook `blocks.{layer}.mlp.hook_post`. If the
+    model's forward takes `last_position_only` (grokinterp's Transformer) it is used: same logits and
+    final-position activations, computed for the last position only. The capture hook is removed on exit;
+    the model is not modified.
 
     Args:
-        model: a HookedTransformer-like model; task: a ModularTask (for p and the '=' token).
+        model: a grokinterp Transformer, a bridge or a HookedTransformer; task: a ModularTask (for p and '=').
         layer: which block's MLP to read (default the last).
     """
-    p = task.p
-    layer = len(model.blocks) - 1 if layer is None else layer
-    device = next(model.parameters()).device
+    p, hooked = task.p, as_hooked(model)
+    layer = hooked.n_layers - 1 if layer is None else layer
     a, b = torch.cartesian_prod(torch.arange(p), torch.arange(p)).unbind(1)
-    tokens = torch.stack([a, b, torch.full_like(a, int(task.tokens[0, -1]))], 1).to(device)
-    captured = {}
-
-    def capture(acts, hook):
-        captured["post"] = acts[:, -1].detach()
-
-    kwargs = {"last_position_only": True} if "last_position_only" in inspect.signature(model.forward).parameters else {}
-    with torch.no_grad(), model.hooks(fwd_hooks=[(f"blocks.{layer}.mlp.hook_post", capture)]):
-        logits = model(tokens, **kwargs)[:, -1]
-    return GridForward(logits=logits.reshape(p, p, -1), neuron_acts=captured["post"].reshape(p, p, -1), layer=layer)
+    tokens = torch.stack([a, b, torch.full_like(a, int(task.tokens[0, -1]))], 1).to(hooked.device)
+    name = f"blocks.{layer}.mlp.hook_post"
+    with torch.no_grad():
+        logits, acts = hooked.run_with_cache(tokens, [name], last_position_only=True)
+    return GridForward(logits=logits[:, -1].reshape(p, p, -1), neuron_acts=acts[name][:, -1].reshape(p, p, -1),
+                       layer=layer)
 
 
 def group_grid(x: Tensor, residues: Tensor) -> Tensor:
@@ -374,7 +370,7 @@ def checkpoint_spectra(model, task, grid: GridForward | None = None) -> dict[str
     """
     grid = grid_forward(model, task) if grid is None else grid
     indexing = group_indexing(task.p, task.op)
-    embed = embedding_spectrum(model.embed.W_E.detach(), task.p, task.op)
+    embed = embedding_spectrum(as_hooked(model).weight("embed.W_E").detach(), task.p, task.op)
     logits = group_grid(grid.logits, indexing.residues)
     logit = logit_output_spectrum(logits, indexing.residues)
     neurons = neuron_frequencies(group_grid(grid.neuron_acts, indexing.residues))

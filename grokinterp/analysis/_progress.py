@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..hooked import as_hooked
 from ._characters import group_indexing, group_law_labels
 from ._fourier import GridForward, diagonal_sums, grid_forward, group_grid
 
@@ -155,8 +156,10 @@ def _excluded_loss(logits: Tensor, labels: Tensor, table: Tensor, pairs: Tensor,
 
 
 def weight_norm_sq(model) -> float:
-    """Total squared L2 norm of all parameters, sum_theta theta^2 (frozen ones, e.g. zero biases, included)."""
-    return float(sum(param.detach().to(torch.float64).pow(2).sum() for param in model.parameters()))
+    """Total squared L2 norm of all parameters, sum_theta theta^2 (frozen ones, e.g. zero biases, included),
+    over the TL 3 parameters (`as_hooked(model).weights()`: the same set for a bridge, a HookedTransformer
+    and a grokinterp Transformer)."""
+    return float(sum(param.detach().to(torch.float64).pow(2).sum() for param in as_hooked(model).weights().values()))
 
 
 def progress_measures(model, task, key_freqs: list[int], grid: GridForward | None = None) -> dict[str, float]:
