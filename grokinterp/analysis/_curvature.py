@@ -194,7 +194,9 @@ def top_eigenvalues(operator: Operator, k: int = 1, tol: float = TOP_EIGEN_TOL, 
         k: how many eigenvalues (k < n).
         tol: ARPACK's relative accuracy of each eigenvalue (0: machine precision).
         seed: seeds the starting vector v0 ~ N(0, I) (numpy's `default_rng(seed)`).
-        ncv: Lanczos basis size (scipy's default: max(2k + 1, 20)).
+        ncv: Lanczos basis size; default max(2k + 2, 8), smaller than scipy's max(2k + 1, 20): on the Nanda
+            model the top eigenvalue then converges in 9-17 products instead of 21 (a restart is cheaper
+            than a long basis when the top of the spectrum is separated).
         maxiter: ARPACK restarts allowed (scipy's default: 10 n).
         return_vectors: also return the eigenvectors.
 
@@ -215,7 +217,7 @@ def top_eigenvalues(operator: Operator, k: int = 1, tol: float = TOP_EIGEN_TOL, 
 
     v0 = np.random.default_rng(seed).standard_normal(n)
     linear = LinearOperator((n, n), matvec=apply, dtype=np.float64)
-    ncv = None if ncv is None else min(max(ncv, k + 1), n)
+    ncv = min(max(2 * k + 2, 8) if ncv is None else max(ncv, k + 1), n)
     out = eigsh(linear, k=k, which="LA", tol=tol, v0=v0, ncv=ncv, maxiter=maxiter, return_eigenvectors=return_vectors)
     values, vectors = (out, None) if not return_vectors else out
     order = np.argsort(values)[::-1]
