@@ -9,7 +9,7 @@ EXTRAS ?= dev
 RUN ?= checkpoints/quick
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv train train-nanda analyze test test-slow bench clean help
+.PHONY: venv train train-nanda analyze test test-slow bench clean help repro-warn
 
 help:
 	@echo "make train      train the quick preset into $(RUN) (resumes if interrupted)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench      speed benchmarks against the TL 3.9 reference"
 	@echo "make train-nanda  seed 001's configuration into checkpoints/nanda"
 	@echo "make repro-NAME   one of the seeds' experiments -> docs/reproductions/NAME.md (grokinterp repro --help)"
+	@echo "make repro-warn   seed 002's early-warning alarm benchmark -> docs/reproductions/warn.md"
 
 venv: $(STAMP)
 
@@ -42,6 +43,17 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+# Seed 002's alarm benchmark (about 20 minutes on 2 cores, ~4 GB of checkpoints): 10 grokking seeds of the
+# `fast` preset (wd 1) and 10 controls (wd 0), a checkpoint every 10 steps (D3's 20-checkpoint DMD window
+# and D6's 45 checkpoints must fit before grokking), then every diagnostic's alarm -> docs/reproductions/warn.md.
+WARN_SWEEP ?= checkpoints/sweep_warn
+WARN_SEEDS ?= 0:10
+repro-warn: $(STAMP)
+	$(BIN)/grokinterp sweep --preset fast --grid optim.weight_decay=1.0,0.0 --grid model.seed=$(WARN_SEEDS) \
+		--out $(WARN_SWEEP) --workers 2 --no-curves --train.ckpt_every=10 --train.state_every=500
+	$(BIN)/grokinterp warn $(WARN_SWEEP) --controls optim.weight_decay=0 --workers 2 \
+		--out docs/reproductions/warn.md $(ARGS)
 
 # The seeds' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
 repro-%: $(STAMP)

@@ -7,7 +7,7 @@ The run directory is synthetic (random-init weights on a smooth random trajector
 it, plus a dense metrics.csv with a weight norm, gradient norm and momentum cosine at every step and
 milestones in summary.json), so the benchmark needs no training:
 
-    .venv/bin/python bench/bench_diagnostics.py [--checkpoints 250] [--workers 2 1] [--keep DIR] [--strict]
+    .venv/bin/python bench/bench_diagnostics.py [--checkpoints 250] [--workers 2] [--no-cpu1] [--keep DIR] [--strict]
 
 With fewer checkpoints the seconds are also extrapolated linearly to 250 (the per-checkpoint work dominates).
 Rows: cold pass (nothing cached) per worker count, wall clock; the same pass's process CPU time on one thread
@@ -76,7 +76,7 @@ def _timed(base: Path, root: Path, name: str, workers: int) -> tuple[float, floa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", type=int, default=TARGET_CHECKPOINTS)
-    parser.add_argument("--workers", type=int, nargs="+", default=[2, 1])
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--no-cpu1", action="store_true", help="skip the one-thread CPU-time row")
     parser.add_argument("--keep", type=Path, default=None, help="build the run here and keep it")
     parser.add_argument("--strict", action="store_true", help="exit 1 when no configuration meets the target")

@@ -156,18 +156,20 @@ def csd_indicators(x, bandwidth_frac: float = BANDWIDTH_FRAC, window_frac: float
     return CSDIndicators(trend, residual, ar1, variance, kendall_trend(ar1), kendall_trend(variance), window)
 
 
-def csd_alarm_series(x, start: int, min_points: int = 10, indicator: str = "ar1") -> np.ndarray:
-    """Online Kendall tau: at each index t >= start + min_points - 1, the tau of `indicator` ("ar1" or
-    "variance") from `csd_indicators(x[start:t + 1])`, i.e. using only data up to t. NaN elsewhere."""
+def csd_alarm_series(x, start: int, min_points: int = 10) -> dict[str, np.ndarray]:
+    """Online Kendall tau: at each index t >= start + min_points - 1, the tau of the rolling AR1 and of the
+    rolling variance from `csd_indicators(x[start:t + 1])`, i.e. using only data up to t. NaN elsewhere.
+
+    Returns:
+        {"ar1": [n], "variance": [n]}.
+    """
     x = _as_series(x, min_len=1)
-    if indicator not in ("ar1", "variance"):
-        raise ValueError(f"indicator={indicator!r} must be 'ar1' or 'variance'")
     if min_points < 6:
         raise ValueError(f"min_points={min_points} must be >= 6 (detrending and a rolling window need them)")
-    out = np.full(len(x), np.nan)
+    out = {"ar1": np.full(len(x), np.nan), "variance": np.full(len(x), np.nan)}
     for t in range(max(start, 0) + min_points - 1, len(x)):
         segment = x[max(start, 0): t + 1]
         if np.all(np.isfinite(segment)):
             ind = csd_indicators(segment)
-            out[t] = ind.tau_ar1 if indicator == "ar1" else ind.tau_variance
+            out["ar1"][t], out["variance"][t] = ind.tau_ar1, ind.tau_variance
     return out

@@ -66,25 +66,35 @@ def shared_variance_gmm(z: Float[Tensor, "n d"], n_clusters: int = GMM_COMPONENT
 
     E: r_nk = softmax_k(-||z_n - mu_k||^2 / (2 sigma^2)); M: mu_k = weighted means,
     sigma^2 = sum r_nk ||z_n - mu_k||^2 / (N d). Stops when sigma^2 changes by less than `tol` (relative).
+    The iterations run in float32 (4x faster here); one last EM step in float64 gives the reported fit.
     """
     if z.ndim != 2 or len(z) < 2:
         raise ValueError(f"z has shape {tuple(z.shape)}; expected [n >= 2, d]")
-    z = z.double()
-    n, d = z.shape
-    means = _initial_means(z, n_clusters, seed)
-    sigma2 = float(z.var(0, correction=0).mean().clamp_min(1e-300))
-    for it in range(1, max_iter + 1):
-        dist = _sq_distances(z, means)
-        r = torch.softmax(-dist / (2 * sigma2), dim=1)
-        means = (r.T @ z) / r.sum(0)[:, None].clamp_min(1e-300)
-        new = float((r * _sq_distances(z, means)).sum() / (n * d))
-        if new <= 0:  # every point on a mean: nothing left to fit
-            return GMMFit(means, 0.0, it, True)
-        done = abs(new - sigma2) <= tol * sigma2
+    z64 = z.double() - z.double().mean(0)  # the fit is translation invariant; centring keeps distances accurate
+    n, d = z64.shape
+    total_sq = float(z64.pow(2).sum())
+    means = _initial_means(z64, n_clusters, seed)
+    sigma2 = total_sq / (n * d)
+    converged, it = False, 0
+    z32 = z64.float()
+    while it < max_iter and not converged and sigma2 > 0:
+        it += 1
+        means, new = _em_step(z32, means.float(), sigma2, total_sq)
+        converged = abs(new - sigma2) <= tol * sigma2
         sigma2 = new
-        if done:
-            return GMMFit(means, sigma2, it, True)
-    return GMMFit(means, sigma2, max_iter, False)
+    if sigma2 > 0:
+        means, sigma2 = _em_step(z64, means.double(), sigma2, total_sq)
+    return GMMFit(means, sigma2, it, converged or sigma2 == 0)
+
+
+def _em_step(z: Tensor, means: Tensor, sigma2: float, total_sq: float) -> tuple[Tensor, float]:
+    """One EM step from (means, sigma2); returns the new means and the new sigma^2."""
+    n, d = z.shape
+    r = torch.softmax(-_sq_distances(z, means) / (2 * sigma2), dim=1)
+    weight, sums = r.sum(0).double().clamp_min(1e-300), (r.T @ z).double()
+    # sum_nk r_nk ||z_n - mu_k||^2 at the new means = sum_n ||z_n||^2 - sum_k ||S_k||^2 / N_k
+    sigma2 = max(total_sq - float((sums.pow(2).sum(1) / weight).sum()), 0.0) / (n * d)
+    return sums / weight[:, None], sigma2
 
 
 def top_covariance_eigenvalue(z: Float[Tensor, "n d"]) -> float:
@@ -107,26 +117,46 @@ def bifurcation_ratio(z: Float[Tensor, "n d"], n_clusters: int = GMM_COMPONENTS,
             "sigma_w2": fit.sigma2, "em_iterations": float(fit.n_iter)}
 
 
+def class_covariances(z: Float[Tensor, "n d"], labels: Int[Tensor, "n"]) -> tuple[Tensor, Tensor, int]:
+    """(Sigma_W, Sigma_B, C): within-class covariance pooled over examples, covariance of the C class means
+    around their mean (float64 [d, d] each)."""
+    z = z.double()
+    classes, index = torch.unique(labels, return_inverse=True)
+    n_classes = len(classes)
+    if n_classes < 2:
+        raise ValueError("class covariances need at least two classes among the labels")
+    counts = torch.bincount(index, minlength=n_classes).double()
+    class_means = torch.zeros(n_classes, z.shape[1], dtype=torch.float64, device=z.device).index_add_(0, index, z)
+    class_means /= counts[:, None]
+    within = z - class_means[index]
+    between = class_means - class_means.mean(0)
+    return within.T @ within / len(z), between.T @ between / n_classes, n_classes
+
+
 def nc1(z: Float[Tensor, "n d"], labels: Int[Tensor, "n"]) -> float:
     """Within-class variability collapse NC1 = tr(Sigma_W Sigma_B^+) / C (Papyan et al. 2020).
+
+    The pseudo-inverse keeps eigenvalues of Sigma_B above 1e-10 of the largest. When the class means
+    span few directions (a grokked modular model: two per key frequency), the weak directions dominate.
 
     >>> z = torch.tensor([[0.0, 1.0], [0.0, -1.0], [2.0, 1.0], [2.0, -1.0]])
     >>> nc1(z, torch.tensor([0, 0, 1, 1]))
     0.0
     """
-    z = z.double()
-    classes, index = torch.unique(labels, return_inverse=True)
-    n_classes = len(classes)
-    if n_classes < 2:
-        raise ValueError("nc1 needs at least two classes among the labels")
-    counts = torch.bincount(index, minlength=n_classes).double()
-    class_means = torch.zeros(n_classes, z.shape[1], dtype=torch.float64, device=z.device).index_add_(0, index, z)
-    class_means /= counts[:, None]
-    within = z - class_means[index]
-    sigma_w = within.T @ within / len(z)
-    between = class_means - class_means.mean(0)
-    sigma_b = between.T @ between / n_classes
+    sigma_w, sigma_b, n_classes = class_covariances(z, labels)
     evals, evecs = torch.linalg.eigh(sigma_b)
     keep = evals > PINV_RTOL * evals[-1].clamp_min(1e-300)
     pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
     return float(torch.trace(sigma_w @ pinv) / n_classes)
+
+
+def nc1_trace_ratio(z: Float[Tensor, "n d"], labels: Int[Tensor, "n"]) -> float:
+    """tr(Sigma_W) / tr(Sigma_B): a pseudo-inverse-free NC1 variant (our addition, not in the spec); it does
+    not blow up along directions the class means barely use.
+
+    >>> z = torch.tensor([[0.0, 1.0], [0.0, -1.0], [2.0, 1.0], [2.0, -1.0]])
+    >>> nc1_trace_ratio(z, torch.tensor([0, 0, 1, 1]))
+    1.0
+    """
+    sigma_w, sigma_b, _ = class_covariances(z, labels)
+    return float(torch.trace(sigma_w) / torch.trace(sigma_b).clamp_min(1e-300))

@@ -67,8 +67,8 @@ def fiedler_value(adjacency: np.ndarray, normalized: bool = False) -> float:
     LAPACK's selected-eigenvalue driver (`scipy.linalg.eigh(L, subset_by_index=[1, 1])`), float64.
 
     >>> path = np.diag(np.ones(3), 1); path = path + path.T                 # P_4
-    >>> round(fiedler_value(path), 10) == round(2 * (1 - np.cos(np.pi / 4)), 10)
-    True
+    >>> round(fiedler_value(path), 8)                                        # 2 (1 - cos(pi / 4))
+    0.58578644
     """
     lap = laplacian(adjacency, normalized)
     if lap.shape[0] < 2:

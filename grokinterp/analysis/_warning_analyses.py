@@ -1,18 +1,19 @@
-"""The per-checkpoint early-warning analyses (seed 002), registered with the replay engine.
+"""The per-checkpoint early-warning analysis "warning" (seed 002), registered with the replay engine.
 
-All read one shared forward (`warning_forward`, memoised through `StepContext.shared`), except
-"warn_fiedler", which reads only the weights:
+One registered analysis (one cache file per checkpoint) gathers five pure functions of one checkpoint. All
+but the last read one shared forward (`warning_forward`, memoised through `StepContext.shared`):
 
-- "warn_logits" (D1, and D3's inputs): s_eff, softmax collapse, layer gains, train/test loss and accuracy,
+- `warn_logits` (D1, and D3's inputs): s_eff, softmax collapse, layer gains, train/test loss and accuracy,
   32 quantiles of log p(y|x) on train and on test.
-- "warn_alignment" (D4): log-alignment ratio of W_U with the final residual stream on train examples.
-- "warn_heads" (D5): head similarity C and entropy spread S per layer.
-- "warn_gmm" (D7): beta / beta_c of a K = 16 shared-variance GMM probe and NC1 per layer (final-position
-  `hook_resid_post` of each layer on train examples; the spec allows `mlp.hook_post` too, left out).
-- "warn_fiedler" (D2): lambda_2 of the weight graph's Laplacian and of its normalized Laplacian.
+- `warn_alignment` (D4): log-alignment ratio of W_U with the final residual stream on train examples.
+- `warn_heads` (D5): head similarity C and entropy spread S per layer.
+- `warn_gmm` (D7): beta / beta_c of a K = 16 shared-variance GMM probe and NC1 per layer (final-position
+  `hook_resid_post` of each layer on train examples; the spec allows `mlp.hook_post` too, left out),
+  and tr(Sigma_W) / tr(Sigma_B), a pseudo-inverse-free NC1 variant.
+- `warn_fiedler` (D2): lambda_2 of the weight graph's Laplacian and of its normalized Laplacian.
 
-`WARNING_ANALYSES` lists them; `replay(run, WARNING_ANALYSES)` computes all with one forward per checkpoint.
-The logit temperature tau of D1 is the run's `logit_temperature` plug-in's (1 without it).
+`WARNING_ANALYSES` = ("warning",); `replay(run, WARNING_ANALYSES)` computes them all, one forward per
+checkpoint. The logit temperature tau of D1 is the run's `logit_temperature` plug-in's (1 without it).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from ..tasks import ModularTask
 from ._replay import register_analysis
 from ._warn_alignment import log_alignment_ratio
 from ._warn_dmd import quantile_coordinates
-from ._warn_gmm import bifurcation_ratio, nc1
+from ._warn_gmm import bifurcation_ratio, nc1, nc1_trace_ratio
 from ._warn_graph import model_fiedler_values
 from ._warn_heads import entropy_spread, head_entropies, head_similarity
 from ._warn_logits import effective_logit_scale, layer_gains, softmax_collapse
 from ._warning_pass import WarningCache, warning_forward
 
-WARNING_ANALYSES = ("warn_logits", "warn_alignment", "warn_heads", "warn_gmm", "warn_fiedler")
+WARNING_ANALYSES = ("warning",)
 
 
 def _cache(model, task, context) -> WarningCache:
@@ -42,7 +43,6 @@ def run_temperature(run: Run) -> dict:
     return {"tau": float(run.config.plugins.get("logit_temperature", {}).get("tau", 1.0))}
 
 
-@register_analysis("warn_logits", version=1, kind="checkpoint", prepare=run_temperature)
 def warn_logits(model, task: ModularTask, context) -> dict:
     """D1 (Khanh 2026; Prieto et al. 2025) at one checkpoint, plus the log-probability quantiles D3 reads.
 
@@ -67,7 +67,6 @@ def warn_logits(model, task: ModularTask, context) -> dict:
     }
 
 
-@register_analysis("warn_alignment", version=1, kind="checkpoint")
 def warn_alignment(model, task: ModularTask, context) -> dict:
     """D4 (Shehper, Vaswani 2026): LAR and k_eff of W_U with `unembed.hook_in` on train; p, q [d_model]."""
     cache = _cache(model, task, context)
@@ -76,7 +75,6 @@ def warn_alignment(model, task: ModularTask, context) -> dict:
     return {"lar": fit.lar, "k_eff": fit.k_eff, "p": fit.p, "q": fit.q}
 
 
-@register_analysis("warn_heads", version=1, kind="checkpoint")
 def warn_heads(model, task: ModularTask, context) -> dict:
     """D5 (Verma 2026) over all examples: head_similarity, entropy_spread [n_layers]; head_entropy [n_layers, n_heads]."""
     cache = _cache(model, task, context)
@@ -86,20 +84,29 @@ def warn_heads(model, task: ModularTask, context) -> dict:
             "head_entropy": torch.stack([head_entropies(p) for p in patterns])}
 
 
-@register_analysis("warn_gmm", version=1, kind="checkpoint")
 def warn_gmm(model, task: ModularTask, context) -> dict:
-    """D7 (Yang 2026) per layer on train examples: beta_ratio, beta_c, sigma_w2, em_iterations, nc1 [n_layers]."""
+    """D7 (Yang 2026) per layer on train examples: beta_ratio, beta_c, sigma_w2, em_iterations, nc1,
+    nc1_trace_ratio [n_layers]."""
     cache = _cache(model, task, context)
     train = cache.train_idx
     rows = [bifurcation_ratio(cache.resid_post[layer, train]) for layer in range(cache.n_layers)]
     out = {key: torch.tensor([row[key] for row in rows], dtype=torch.float64)
            for key in ("beta_ratio", "beta_c", "sigma_w2", "em_iterations")}
-    out["nc1"] = torch.tensor([nc1(cache.resid_post[layer, train], cache.labels[train])
-                               for layer in range(cache.n_layers)], dtype=torch.float64)
+    for key, fn in (("nc1", nc1), ("nc1_trace_ratio", nc1_trace_ratio)):
+        out[key] = torch.tensor([fn(cache.resid_post[layer, train], cache.labels[train])
+                                 for layer in range(cache.n_layers)], dtype=torch.float64)
     return out
 
 
-@register_analysis("warn_fiedler", version=1, kind="checkpoint")
 def warn_fiedler(model, task: ModularTask, context) -> dict:
     """D2 (Benfield 2026): fiedler, fiedler_normalized of the weight graph (attention omitted)."""
     return model_fiedler_values(model)
+
+
+@register_analysis("warning", version=1, kind="checkpoint", prepare=run_temperature)
+def warning(model, task: ModularTask, context) -> dict:
+    """Every per-checkpoint early-warning quantity: the union of the five functions above (no key is shared)."""
+    out = {}
+    for part in (warn_logits, warn_alignment, warn_heads, warn_gmm, warn_fiedler):
+        out.update(part(model, task, context))
+    return out

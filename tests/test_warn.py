@@ -1,0 +1,251 @@
+"""The alarm benchmark on hand-made series with known alarm and grokking steps, D8's delay-law fits on
+synthetic data from each law (1% noise, parameters within 2%), and `grokinterp warn` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from grokinterp.analysis import WARNING_ANALYSES, replay
+from grokinterp.cli import main
+from grokinterp.runs import Run, atomic_write_json
+from grokinterp.sweep import SweepSpec, write_sweep_file
+from grokinterp.warn import (
+    ALARM_RULES,
+    RunSignal,
+    alarm_step,
+    alarm_table,
+    auroc,
+    benchmark_alarm,
+    first_passage_run,
+    fit_exponential_law,
+    fit_first_passage,
+    fit_power_law,
+    predict_gap,
+    prediction_error,
+    running_drawdown,
+    running_rise,
+    shift_since,
+    warn_sweep,
+)
+from grokinterp.warn._sweep import WarnRun, logit_scale_mediation
+
+STEPS = np.arange(0, 1001, 10)
+
+
+def _signal(name, t_mem, t_grok, pieces, base=0.0):
+    """A step-function signal on STEPS: `base`, then value v from step s on, for each (s, v) in `pieces`."""
+    values = np.full(len(STEPS), base)
+    for start, value in pieces:
+        values[STEPS >= start] = value
+    return RunSignal(name, STEPS, values, t_mem, t_grok)
+
+
+@pytest.fixture
+def hand_made():
+    controls = [
+        _signal("c1", 100, None, [(100, 1.0)], base=5.0),  # 5.0 before T_mem lies outside its window
+        _signal("c2", 100, None, [(500, 2.0), (510, 0.5)], base=0.5),  # one sample at 2.0
+        _signal("c3", 100, None, [], base=1.5),
+    ]
+    grokking = [
+        _signal("g1", 100, 800, [(500, 3.0)]),  # alarm 500, lead 300
+        _signal("g2", 100, 600, [(550, 3.0)]),  # alarm 550, lead 50
+        _signal("g3", 100, 400, [(400, 3.0)]),  # rises at the grokking step: too late
+        _signal("g4", 200, 700, [(150, 3.0)]),  # above before T_mem: alarm at T_mem = 200, lead 500
+    ]
+    return grokking, controls
+
+
+def test_alarm_benchmark_on_hand_made_series(hand_made):
+    grokking, controls = hand_made
+    stats = benchmark_alarm(grokking, controls)
+    assert stats.threshold == 2.0
+    assert {k: stats.alarm_steps[k] for k in ("g1", "g2", "g3", "g4")} == {"g1": 500, "g2": 550, "g3": None, "g4": 200}
+    assert (stats.n_fired, stats.n_grokking) == (3, 4) and stats.fired_fraction == 0.75
+    assert sorted(stats.leads) == [50.0, 300.0, 500.0]
+    assert stats.median_lead == 300.0 and stats.lead_quantile(0.25) == 175.0 and stats.lead_quantile(0.75) == 400.0
+    # leave-one-out: c2 (max 2.0) alarms against max(c1, c3) = 1.5; c1 and c3 stay under 2.0
+    assert (stats.n_false_alarms, stats.n_controls) == (1, 3)
+    assert stats.alarm_steps["c2"] == 500 and stats.alarm_steps["c1"] is None
+    # windows: g3 peaks at 0 before its grok, every other grokking run at 3; controls at 1, 2, 1.5
+    assert stats.auroc == pytest.approx(9 / 12)
+
+
+def test_persistence_needs_consecutive_samples(hand_made):
+    grokking, controls = hand_made
+    stats = benchmark_alarm(grokking, controls, persist=3)
+    assert stats.threshold == 1.5  # c2's single spike no longer counts: its level is 0.5
+    assert stats.alarm_steps["g1"] == 520 and stats.alarm_steps["g4"] == 220
+    assert sorted(stats.leads) == [30.0, 280.0, 480.0]
+
+
+def test_alarm_rules_without_controls_never_fire():
+    g = _signal("g", 0, 500, [(100, 1.0)])
+    assert alarm_step(g, math.nan) is None
+    assert benchmark_alarm([g], []).n_fired == 0
+
+
+def test_auroc_ties_and_missing_scores():
+    assert auroc([1.0, 2.0], [1.0]) == 0.75
+    assert auroc([float("nan")], [float("nan")]) == 0.5
+    with pytest.raises(ValueError, match="grokking step"):
+        benchmark_alarm([_signal("x", 0, None, [])], [])
+
+
+def test_signal_transforms_are_causal():
+    steps = np.arange(6)
+    v = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 6.0])
+    np.testing.assert_allclose(running_drawdown(steps, v, start=1), [np.nan, 0, 0, 0.5, 0.25, 0])
+    np.testing.assert_allclose(running_drawdown(steps, v, start=1, log=True), [np.nan, 0, 0, math.log(2), math.log(4 / 3), 0])
+    np.testing.assert_allclose(running_rise(steps, v, start=2), [np.nan, np.nan, 0, 0, 1, 4])
+    np.testing.assert_allclose(shift_since(steps, v, start=3), [np.nan] * 3 + [0, 1, 4])
+    # a value at t never changes when later samples are appended
+    np.testing.assert_allclose(running_drawdown(steps[:4], v[:4], start=1), running_drawdown(steps, v, start=1)[:4])
+
+
+# ----- D8: delay laws ------------------------------------------------------------------------------------
+
+
+def _first_passage_runs(rng, kappa=0.8, v_star=900.0, lr=1e-3, wd=1.0, n=12):
+    runs = []
+    rate = 2 * kappa * lr * wd
+    for _ in range(n):
+        t_mem, v_mem = 100, rng.uniform(1500, 3000)
+        t_grok = int(round(t_mem + math.log(v_mem / v_star) / rate))
+        steps = np.arange(0, t_grok + 200)
+        v = v_mem * np.exp(-rate * (steps - t_mem)) * (1 + 0.01 * rng.standard_normal(len(steps)))
+        runs.append(first_passage_run(steps, v, t_mem, t_grok, lr, wd))
+    return runs
+
+
+def test_first_passage_law_recovered_from_synthetic_runs():
+    runs = _first_passage_runs(np.random.default_rng(0))
+    fit = fit_first_passage(runs, n_boot=300)
+    assert fit.params["kappa"] == pytest.approx(0.8, rel=0.02)
+    assert fit.params["v_star"] == pytest.approx(900.0, rel=0.02)
+    lo, hi = fit.ci["kappa"]
+    assert lo <= 0.8 <= hi or abs(fit.params["kappa"] - 0.8) < 0.01
+    other = _first_passage_runs(np.random.default_rng(1), lr=2e-3, wd=0.5)  # another cell, same law
+    assert prediction_error(fit, other) < 0.02
+    assert predict_gap(0.8, 900.0, 1800.0, 1e-3, 0.0) == math.inf  # no decay: never groks
+
+
+def _noisy(values, seed):
+    return np.asarray(values) * np.exp(0.01 * np.random.default_rng(seed).standard_normal(len(values)))
+
+
+def test_exponential_laws_recovered():
+    rho = np.linspace(0.5, 1.5, 10)
+    clamp = fit_exponential_law(rho, _noisy(50 * np.exp(7.5 * rho), 0), n_boot=300)
+    assert clamp.params["alpha"] == pytest.approx(7.5, rel=0.02) and clamp.params["A"] == pytest.approx(50, rel=0.02)
+    assert clamp.ci["alpha"][0] < clamp.params["alpha"] < clamp.ci["alpha"][1] and clamp.r2 > 0.99
+    temperature = np.linspace(2e-3, 1e-2, 10)  # D8d: gap = A exp(Delta E / D)
+    arrhenius = fit_exponential_law(1 / temperature, _noisy(30 * np.exp(0.01 / temperature), 1), n_boot=300)
+    assert arrhenius.params["alpha"] == pytest.approx(0.01, rel=0.02)
+
+
+def test_power_law_recovered_with_fixed_and_fitted_critical_decay():
+    lam = np.array([0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0])
+    fixed = fit_power_law(lam, _noisy(1000 * lam**-0.757, 2), lam_c=0.0, n_boot=200)
+    assert fixed.params["nu"] == pytest.approx(0.757, rel=0.02) and fixed.params["A"] == pytest.approx(1000, rel=0.02)
+    fitted = fit_power_law(lam, _noisy(1000 * (lam - 0.0158) ** -0.757, 0), lam_c=None, n_boot=100)
+    for key, value in (("nu", 0.757), ("A", 1000.0), ("lambda_c", 0.0158)):
+        assert fitted.params[key] == pytest.approx(value, rel=0.02), key
+
+
+def test_delay_laws_reject_too_little_data():
+    with pytest.raises(ValueError, match="at least 3 runs"):
+        fit_exponential_law([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="T_mem < T_grok"):
+        first_passage_run(np.arange(10), np.ones(10), 5, 5, 1e-3, 1.0)
+
+
+def test_logit_scale_mediation_compares_two_regressions(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = []
+    for i, s_eff in enumerate([2.0, 3.0, 5.0, 8.0, 13.0]):
+        gap = int(round(40 * s_eff**1.5))
+        runs.append(WarnRun(f"r{i}", tmp_path, "grokking", "grokked", 100, 100 + gap,
+                            facts={"s_eff_at_memorization": s_eff, "weight_norm_at_memorization": float(rng.uniform(30, 60))}))
+    out = logit_scale_mediation(runs)
+    assert out["n"] == 5 and out["r2_s_eff"] == pytest.approx(1.0, abs=1e-4) and out["r2_weight_norm"] < 0.9
+    assert logit_scale_mediation(runs[:2]) == {}
+
+
+# ----- `grokinterp warn` end to end ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_sweep(tiny_run, tmp_path_factory):
+    """A sweep directory of copies of the tiny run (replayed once): 3 runs labelled grokked (wd 1, with a
+    grokking step set by hand) and 3 controls (wd 0, memorized). It exercises the pipeline, not the science."""
+    root = tmp_path_factory.mktemp("warn_sweep")
+    source = root / "source"
+    shutil.copytree(tiny_run.path, source, ignore=shutil.ignore_patterns("analysis", "report.html"))
+    replay(source, WARNING_ANALYSES, progress=False)
+    sweep = root / "sweep"
+    spec = SweepSpec({"optim.weight_decay": [1.0, 0.0], "model.seed": [0, 1, 2]}, preset="quick")
+    data = write_sweep_file(sweep, spec)
+    for i, entry in enumerate(data["runs"]):
+        path = sweep / entry["name"]
+        shutil.copytree(source, path)
+        config = json.loads((path / "config.json").read_text())
+        summary = json.loads((path / "summary.json").read_text())
+        wd = entry["values"]["optim.weight_decay"]
+        config["config"]["optim"]["weight_decay"] = wd
+        if wd > 0:
+            grok = 400 + 100 * (i % 3)
+            summary.update(status="grokked", grokking_step=grok, gap=grok - summary["memorization_step"])
+        else:
+            summary.update(status="memorized", grokking_step=None, gap=None)
+        atomic_write_json(path / "config.json", config)
+        atomic_write_json(path / "summary.json", summary)
+    return sweep
+
+
+def test_warn_command_writes_the_table_and_the_figure(fake_sweep, tmp_path):
+    out = tmp_path / "docs" / "warn.md"
+    assert main(["warn", str(fake_sweep), "--out", str(out), "--no-progress"]) == 0
+    text = out.read_text()
+    figure = out.with_name("warn_lead_times.svg")
+    ET.parse(figure)  # well-formed SVG
+    assert "![lead time per diagnostic across seeds](warn_lead_times.svg)" in text
+    result = warn_sweep([fake_sweep], progress=False)  # everything is cached now
+    assert alarm_table(result) in text
+    assert [len(r.signals) for r in result.runs] == [len(ALARM_RULES)] * 6
+    assert {r.role for r in result.runs} == {"grokking", "control"}
+    for rule in ALARM_RULES:
+        stats = result.stats[rule.name]
+        assert (stats.n_grokking, stats.n_controls) == (3, 3)
+        assert f"| {rule.name} |" in text
+    assert "first_passage" in result.delay_laws and "D8a first passage" in text
+    for run in result.runs:  # each rule's signal lies on its own step axis
+        for sig in run.signals.values():
+            assert sig.steps.shape == sig.values.shape
+
+
+def test_warn_command_misuse_exits_2(fake_sweep, tmp_path, capsys):
+    assert main(["warn", str(tmp_path / "missing")]) == 2
+    assert main(["warn", str(fake_sweep), "--out", str(tmp_path / "warn.txt")]) == 2
+    assert main(["warn", str(fake_sweep), "--controls", "weight_decay", "--out", str(tmp_path / "w.md")]) == 2
+    assert main(["warn", str(fake_sweep), "--controls", "optim.weight_decay=5", "--out", str(tmp_path / "w.md"),
+                 "--no-progress"]) == 2
+    assert "needs grokking runs and control runs" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["warn"])
+    assert e.value.code == 2
+    assert not (tmp_path / "w.md").exists()
+
+
+def test_controls_can_be_a_directory(fake_sweep, tmp_path):
+    controls = [p for p in fake_sweep.iterdir() if p.name.startswith("optim.weight_decay=0.0")]
+    grokking = [p for p in fake_sweep.iterdir() if p.name.startswith("optim.weight_decay=1.0")]
+    result = warn_sweep(grokking, controls=[str(c) for c in controls], progress=False)
+    assert sorted(r.role for r in result.runs) == ["control"] * 3 + ["grokking"] * 3
+    assert Run(controls[0]).summary["status"] == "memorized"
