@@ -1,6 +1,7 @@
 """Shared fixtures: fixed threads, a seeded generator, tiny configs and a tiny trained run."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,3 +32,16 @@ def tiny_run(tmp_path_factory):
 
     config = tiny_config(model__seed=0, train__steps=900, train__early_stop_after=20)  # memorizes 54, groks 340
     return train_run(config, tmp_path_factory.mktemp("runs") / "tiny", progress=False)
+
+
+# The throwaway TransformerLens 3.9 venv (`make tl3-venv`): tests that need it skip without it, except under CI.
+TL3_PYTHON = Path(os.environ.get("GROKINTERP_TL3_PYTHON", Path(__file__).resolve().parent.parent / ".venv-tl3" / "bin" / "python"))
+
+
+def tl3_python() -> Path:
+    if TL3_PYTHON.exists():
+        return TL3_PYTHON
+    message = f"{TL3_PYTHON} not found: run `make tl3-venv`"
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true but {message} (CI must install the TL 3 venv)")
+    pytest.skip(message)

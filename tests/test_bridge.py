@@ -34,8 +34,9 @@ from grokinterp.config import ModelConfig
 from grokinterp.hooked import as_hooked
 from grokinterp.model import Transformer
 
+from conftest import tl3_python  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-TL3_PYTHON = Path(os.environ.get("GROKINTERP_TL3_PYTHON", REPO / ".venv-tl3" / "bin" / "python"))
 ATOL = RTOL = 1e-5
 ARCHS = [(None, "relu"), (None, "gelu"), ("LN", "relu"), ("LN", "gelu")]
 NEURONS = [1, 4, 9, 30]
@@ -246,15 +247,6 @@ def test_intervention_hooks_on_a_bridge_are_gone_after_even_on_error_and_user_ho
     before = len(seen)
     bridge(x)
     assert len(seen) == before + 1  # the user's hook still fires
-
-
-def tl3_python() -> Path:
-    if TL3_PYTHON.exists():
-        return TL3_PYTHON
-    message = f"{TL3_PYTHON} not found: run `make tl3-venv`"
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(f"CI=true but {message} (CI must install the TL 3 venv)")
-    pytest.skip(message)
 
 
 def test_every_analysis_of_a_tl3_hooked_transformer_equals_the_grokinterp_models(tiny_run, grokinterp_reference):

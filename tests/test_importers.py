@@ -27,8 +27,9 @@ from grokinterp.model import Transformer
 from grokinterp.runs import Run
 from grokinterp.tasks import make_split
 
+from conftest import tl3_python  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-TL3_PYTHON = Path(os.environ.get("GROKINTERP_TL3_PYTHON", REPO / ".venv-tl3" / "bin" / "python"))
 P, D_MODEL, N_HEADS, D_MLP = 13, 16, 4, 32
 SUMMARY_KEYS = {"status", "memorization_step", "grokking_step", "gap", "stable_grokking_step",
                 "generalizes_without_memorizing", "diverged_step", "final_step", "final_train_acc", "final_test_acc",
@@ -304,15 +305,6 @@ def test_tl_demo_config_record_is_plain_data(tmp_path, fake_hooked_transformer_c
     cfg = data["config"]
     assert type(cfg) is dict and cfg["d_model"] == 32 and cfg["dtype"] is torch.float32
     assert type(cfg["initializer_range"]) is float and cfg["initializer_range"] == 0.8 / math.sqrt(32)
-
-
-def tl3_python() -> Path:
-    if TL3_PYTHON.exists():
-        return TL3_PYTHON
-    message = f"{TL3_PYTHON} not found: run `make tl3-venv`"
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(f"CI=true but {message} (CI must install the TL 3 venv)")
-    pytest.skip(message)
 
 
 def test_a_real_tl3_grokking_demo_file_imports_with_tl3s_logits(tmp_path):

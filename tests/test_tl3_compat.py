@@ -28,10 +28,11 @@ from safetensors.torch import save_file
 from grokinterp.config import ModelConfig
 from grokinterp.model import Transformer
 
+from conftest import tl3_python  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
 FIXTURE_NAMES = ["tl3_none_relu", "tl3_none_gelu", "tl3_ln_relu", "tl3_ln_gelu"]
-TL3_PYTHON = Path(os.environ.get("GROKINTERP_TL3_PYTHON", REPO / ".venv-tl3" / "bin" / "python"))
 LOAD_CHECK = FIXTURES / "tl3_load_check.py"
 ATOL = RTOL = 1e-5
 
@@ -271,15 +272,6 @@ def test_init_distribution_matches_tl3(init_stats, which):
 
 
 # ----------------------------------------------------------------------------- round trip through TL 3.9
-
-
-def tl3_python() -> Path:
-    if TL3_PYTHON.exists():
-        return TL3_PYTHON
-    message = f"{TL3_PYTHON} not found: run `make tl3-venv`"
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(f"CI=true but {message} (CI must install the TL 3 venv)")
-    pytest.skip(message)
 
 
 ROUNDTRIP_CASES = {name: {} for name in FIXTURE_NAMES}
