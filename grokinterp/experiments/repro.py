@@ -50,7 +50,8 @@ class Reproduction:
         keys = self.spec.replicate_keys
         if not keys:
             raise ConfigError(f"reproduction {self.name!r} has no seed axis to resize")
-        return replace(self, spec=replace(self.spec, grid={**self.spec.grid, keys[0]: list(range(n))}))
+        return replace(self, spec=replace(self.spec, grid={**self.spec.grid, keys[0]: list(range(n))}),
+                       scale=f"{self.scale} This invocation: {n} seeds per cell (`--seeds {n}`).")
 
 
 def cell_label(values: dict, cell_keys: list[str]) -> str:
