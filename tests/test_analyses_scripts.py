@@ -16,8 +16,8 @@ def load(name: str):
 
 
 @pytest.mark.parametrize("name, args", [("grokfast_by_hand", ["--steps", "3"]),
-                                        ("stencil_by_hand", ["--steps", "3", "--offsets", "-1,0,1"]),
-                                        ("stencil_by_hand", ["--steps", "2", "--offsets", ""])])
+                                        ("stencil_by_hand", ["--steps", "3", "--offsets=-1,0,1"]),
+                                        ("stencil_by_hand", ["--steps", "2", "--offsets="])])
 def test_hand_written_loops_train(name, args, capsys):
     load(name).main(args)
     lines = capsys.readouterr().out.strip().splitlines()
