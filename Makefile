@@ -44,14 +44,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
-# Seed 002's alarm benchmark (about 20 minutes on 2 cores, ~4 GB of checkpoints): 10 grokking seeds of the
-# `fast` preset (wd 1) and 10 controls (wd 0), a checkpoint every 10 steps (D3's 20-checkpoint DMD window
-# and D6's 45 checkpoints must fit before grokking), then every diagnostic's alarm -> docs/reproductions/warn.md.
-WARN_SWEEP ?= checkpoints/sweep_warn
-WARN_SEEDS ?= 0:10
+# Seed 002's alarm benchmark: the sweep in docs/reproductions/warn_sweep.json (10 grokking seeds of the `fast`
+# preset at wd 1; 10 controls at wd 0, 1,500 steps; a checkpoint every 10 steps so D3's 20-checkpoint DMD window
+# and D6's 45 checkpoints fit before grokking), then every diagnostic's alarm -> docs/reproductions/warn.md.
+WARN_SWEEP ?= checkpoints/repro_warn
 repro-warn: $(STAMP)
-	$(BIN)/grokinterp sweep --preset fast --grid optim.weight_decay=1.0,0.0 --grid model.seed=$(WARN_SEEDS) \
-		--out $(WARN_SWEEP) --workers 2 --no-curves --train.ckpt_every=10 --train.state_every=500
+	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_sweep.json --out $(WARN_SWEEP) --workers 2 --no-curves
 	$(BIN)/grokinterp warn $(WARN_SWEEP) --controls optim.weight_decay=0 --workers 2 \
 		--out docs/reproductions/warn.md $(ARGS)
 
