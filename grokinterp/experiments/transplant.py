@@ -18,6 +18,7 @@ it). Each transplant is an ordinary run directory (a fork: `fork.json` names the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..analysis import fourier_neurons, transplant_neuron_weights
@@ -54,7 +55,8 @@ def transplant_run(recipient: str | Path | Run, step: int, donor: str | Path | R
         raise ConfigError(f"mode={mode!r} must be one of {list(MODES)}")
     recipient = recipient if isinstance(recipient, Run) else Run(recipient)
     donor = donor if isinstance(donor, Run) else Run(donor)
-    if donor.config.model != recipient.config.model or donor.config.task.p != recipient.config.task.p:
+    same_model = replace(donor.config.model, seed=0) == replace(recipient.config.model, seed=0)
+    if not same_model or donor.config.task.p != recipient.config.task.p:
         raise ConfigError(f"donor {donor.path} and recipient {recipient.path} differ in model or task: a transplant "
                           "needs one architecture")
     donor_step = donor.steps[-1] if donor_step is None else donor_step
