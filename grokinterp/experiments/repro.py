@@ -159,6 +159,27 @@ def gap_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], lis
     ]
 
 
+def cycle_figures(out: Path) -> dict:
+    """Per run: test accuracy and the weight norm over training (one figure each, one trace per run)."""
+    import plotly.graph_objects as go
+
+    from ..runs import read_metrics_columns
+
+    figures = {"test_acc": go.Figure(), "weight_norm": go.Figure()}
+    for rec in collect(out):
+        if not (rec.path / "metrics.csv").is_file():
+            continue
+        m = read_metrics_columns(rec.path / "metrics.csv")
+        keep = np.isfinite(m["test_acc"])
+        figures["test_acc"].add_trace(go.Scatter(x=m["step"][keep], y=m["test_acc"][keep], name=rec.name, mode="lines"))
+        figures["weight_norm"].add_trace(go.Scatter(x=m["step"], y=np.sqrt(m["weight_norm_sq"]), name=rec.name,
+                                                    mode="lines"))
+    for name, title in (("test_acc", "test accuracy"), ("weight_norm", "weight norm ‖θ‖")):
+        figures[name].update_layout(title=f"{title} over training", template="plotly_white", height=420,
+                                    xaxis_title="step", yaxis_title=title)
+    return figures
+
+
 def gap_figures(out: Path) -> dict:
     from ..sweep._gap import gap_prediction, gap_scatter_figure
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..sweep import SweepSpec
-from .repro import Reproduction, cycle_table, gap_figures, gap_table, speedup_table, transplant_table
+from .repro import Reproduction, cycle_figures, cycle_table, gap_figures, gap_table, speedup_table, transplant_table
 
 STENCILS = {"baseline": None, "stencil_-1_0_+1": [-1, 0, 1], "stencil_0": [0], "stencil_-1": [-1],
             "stencil_-1_+1": [-1, 1], "stencil_-1_0": [-1, 0]}
@@ -85,6 +85,7 @@ _register(Reproduction(
     reference={"weight_decay=1.0": "period ~150, norm locked to accuracy", "weight_decay=0.25": "collapse to ~0.25, re-grok",
                "weight_decay=2.0": "hovering, no crashes"},
     table=cycle_table,
+    figures=cycle_figures,
 ))
 
 _register(Reproduction(
