@@ -25,6 +25,7 @@ and data being continued.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 import math
 import time
 import warnings
@@ -153,7 +154,8 @@ def replay_parent(run: Run, step: int, progress: bool = False) -> tuple[dict, di
 
 
 def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: dict | None = None,
-             resume: bool = False, progress: bool = True) -> Run:
+             resume: bool = False, progress: bool = True,
+             edit_weights: Callable[[dict], dict] | None = None) -> Run:
     """Continue `parent` from `step` into the new run directory `out`, with config `overrides` applied.
 
     Args:
@@ -164,6 +166,9 @@ def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: di
             only optim.*, train.* and plugins.* (see `fork_config`).
         resume: continue an interrupted fork in `out` (same parent, step and overrides).
         progress: progress bars for the replay and the training.
+        edit_weights: state dict -> state dict applied once to the starting weights at `step`, before the fork's
+            first checkpoint is written (e.g. a neuron transplant); written before config.json, so a fork killed
+            before it starts afresh and a resumed fork never sees unedited weights.
 
     Returns:
         The fork's Run. With no overrides it ends bit-identical to the parent (same thread count).
@@ -191,7 +196,7 @@ def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: di
             raise ConfigError(f"{out} is not a fork of {parent.path} at step {step} with overrides {overrides} "
                               f"({FORK_FILE}: {stored or 'missing'}); use the fork's own arguments to resume")
     else:
-        _write_start(parent, step, out, config, record, progress)
+        _write_start(parent, step, out, config, record, progress, edit_weights)
     fork = train_run(config, out, resume=True, progress=progress)
     summary = fork.summary
     summary["forked_from"] = {"run": record["parent"], "step": step}
@@ -199,10 +204,13 @@ def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: di
     return fork
 
 
-def _write_start(parent: Run, step: int, out: Path, config: RunConfig, record: dict, progress: bool) -> None:
+def _write_start(parent: Run, step: int, out: Path, config: RunConfig, record: dict, progress: bool,
+                 edit_weights: Callable[[dict], dict] | None = None) -> None:
     """The fork's directory at step N: split, fork.json, ckpt and state at N, metrics rows < N, and
     config.json last (it marks a run, so a kill before it leaves a folder that a new fork starts afresh)."""
     model_state, trainer_state, replayed, info = replay_parent(parent, step, progress)
+    if edit_weights is not None:
+        model_state = edit_weights(model_state)
     if not info["exact"]:
         warnings.warn(f"replaying {parent.path} from step {info['state_step']} to {step} did not reproduce it "
                       f"bit for bit (max |weight diff| {info['max_abs_weight_diff']:.3g}; another thread count or "

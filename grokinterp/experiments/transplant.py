@@ -23,8 +23,8 @@ from pathlib import Path
 
 from ..analysis import fourier_neurons, transplant_neuron_weights
 from ..config import ConfigError
-from ..runs import Run, atomic_write_json, save_tensors, step_filename
-from .fork import FORK_FILE, fork_config, fork_run
+from ..runs import Run, atomic_write_json, step_filename
+from .fork import fork_run
 
 MODES = ("weights", "activations")
 TRANSPLANT_FILE = "transplant.json"
@@ -76,40 +76,19 @@ def transplant_run(recipient: str | Path | Run, step: int, donor: str | Path | R
                                                        "stop": step + patch_steps}}
         run = fork_run(recipient, step, out, overrides, resume=(out / "config.json").is_file(), progress=progress)
     else:
-        run = _weight_transplant(recipient, step, donor, donor_step, neurons, out, record, progress)
+        run = _weight_transplant(recipient, step, donor, donor_step, neurons, out, progress)
     atomic_write_json(out / TRANSPLANT_FILE, record)
     return run
 
 
 def _weight_transplant(recipient: Run, step: int, donor: Run, donor_step: int, neurons: list[int], out: Path,
-                       record: dict, progress: bool) -> Run:
-    """A fork of the recipient at `step` whose starting weights carry the donor's neurons.
-
-    The surgery rewrites the fork's checkpoint at `step` and then writes transplant.json; a fork found
-    without transplant.json (killed in between) and with no later checkpoint gets the surgery again."""
-    from ..launch import train_run
-    from .fork import _check_step, _write_start
-
-    config = fork_config(recipient.config, {})
-    if not (out / "config.json").is_file():
-        _check_step(recipient, step)
-        fork_record = {"parent": str(recipient.path.resolve()), "parent_name": recipient.path.name, "step": step,
-                       "overrides": {}, "transplant": "weights"}
-        _write_start(recipient, step, out, config, fork_record, progress)
-    elif not (out / FORK_FILE).is_file():
-        raise ConfigError(f"{out} holds a run that is not a transplant fork; choose another directory")
-    if not (out / TRANSPLANT_FILE).is_file():
-        start = Run(out)
-        if start.steps != [step]:
-            raise ConfigError(f"{out} trained past step {step} without a record of its transplant; remove it and rerun")
-        model = transplant_neuron_weights(start.model(step), donor.model(donor_step), neurons)
-        save_tensors(out / "ckpt" / step_filename(step), {k: v.detach().contiguous() for k, v in model.state_dict().items()})
-        atomic_write_json(out / TRANSPLANT_FILE, record)
-    run = train_run(config, out, resume=True, progress=progress)
-    summary = run.summary
-    summary["forked_from"] = {"run": str(recipient.path.resolve()), "step": step}
-    atomic_write_json(out / "summary.json", summary)
-    return run
+                       progress: bool) -> Run:
+    """A fork of the recipient at `step` whose starting weights carry the donor's neurons (the fork writes them
+    before its config.json, so a killed transplant restarts from scratch rather than resuming unedited)."""
+    model = transplant_neuron_weights(recipient.model(step), donor.model(donor_step), neurons)
+    moved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return fork_run(recipient, step, out, {}, resume=(out / "config.json").is_file(), progress=progress,
+                    edit_weights=lambda _: moved)
 
 
 def transplant_study(sweep_dir: str | Path, step: int = 100, donor_seed: int = 0, modes: tuple = MODES,
