@@ -8,7 +8,7 @@ when an export backend is installed, SVG files beside the markdown.
 
 >>> from grokinterp.experiments import REPRODUCTIONS, run_reproduction
 >>> sorted(REPRODUCTIONS)                                            # doctest: +SKIP
-['beta1', 'cycle', 'grokfast', 'stencil', 'wd']
+['beta1', 'cycle', 'gap', 'grokfast', 'stencil', 'transplant', 'wd']
 >>> run_reproduction("stencil", workers=2)                           # doctest: +SKIP
 """
 
@@ -66,6 +66,16 @@ def _fmt(x, digits: int = 0) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def _finished_in(records, cell: dict, keys: list[str]) -> list:
+    """The finished runs of one aggregated cell."""
+    return [r for r in records if r.finished and all(r.values[k] == cell[k] for k in keys)]
+
+
+def _median_wall(members) -> str:
+    walls = [r.summary["wall_time_s"] for r in members if r.summary.get("wall_time_s") is not None]
+    return _fmt(float(np.median(walls)) if walls else None)
+
+
 def cell_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], list[list]]:
     """Per cell: runs, grok rate, median memorization and grokking steps, median gap [IQR], fractions that
     never learn or generalize without memorizing, median wall time, and the seed's number."""
@@ -74,15 +84,13 @@ def cell_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str], li
     rows = []
     for cell in aggregate(records, spec.cell_keys):
         label = cell_label(cell, spec.cell_keys)
-        members = [r for r in records if all(r.values[k] == cell[k] for k in spec.cell_keys) and r.finished]
-        walls = [r.summary.get("wall_time_s") for r in members if r.summary.get("wall_time_s") is not None]
         gap = (f"{_fmt(cell['median_gap'])} [{_fmt(cell['gap_q25'])}–{_fmt(cell['gap_q75'])}]"
                if cell["median_gap"] is not None else "–")
         rows.append([label, f"{cell['n']}" + (f" (+{cell['n_unfinished']} unfinished)" if cell["n_unfinished"] else ""),
                      _fmt(cell["grok_rate"], 2), _fmt(cell["median_memorization_step"]),
                      _fmt(cell["median_grokking_step"]), gap, _fmt(cell["frac_not_learned"], 2),
                      _fmt(cell["frac_generalizes_without_memorizing"], 2),
-                     _fmt(float(np.median(walls)) if walls else None), reference.get(label, "–")])
+                     _median_wall(_finished_in(records, cell, spec.cell_keys)), reference.get(label, "–")])
     return columns, rows
 
 
@@ -94,13 +102,12 @@ def speedup_table(records, spec: SweepSpec, reference: dict) -> tuple[list[str],
     base = next((c["median_grokking_step"] for c in cells if c["arm"] == "baseline"), None)
     rows = []
     for cell in cells:
-        members = [r for r in records if r.values["arm"] == cell["arm"] and r.finished]
+        members = _finished_in(records, cell, ["arm"])
         statuses = sorted({r.summary["status"] for r in members}) or ["unfinished"]
         grok = cell["median_grokking_step"]
         speedup = f"{base / grok:.2f}x" if base and grok else "–"
-        walls = [r.summary.get("wall_time_s", 0.0) for r in members]
         rows.append([cell["arm"], str(cell["n"]), "/".join(statuses), _fmt(cell["median_memorization_step"]),
-                     _fmt(grok), speedup, reference.get(cell["arm"], "–"), _fmt(float(np.median(walls)) if walls else None)])
+                     _fmt(grok), speedup, reference.get(cell["arm"], "–"), _median_wall(members)])
     return columns, rows
 
 
