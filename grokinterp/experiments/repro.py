@@ -347,7 +347,7 @@ def write_reproduction_doc(repro: Reproduction, data: ReproData, docs_dir: Path 
             "## Measured", "",
             "Medians with 95 % percentile-bootstrap intervals; rates as k/n with 95 % Wilson intervals.", "",
             markdown_table(columns, rows), ""]
-    verdicts = claims_table(page=repro.name)
+    verdicts = claims_table(page=repro.name, data=data)
     if verdicts:
         text += ["## Claims and verdicts", "", "By the rule at the top of [the claims ledger](../claims.md).", "",
                  verdicts, ""]
