@@ -181,14 +181,20 @@ _register(Reproduction(
     title=f"Fourier-neuron transplants into a memorizing model ({DYNAMICS})",
     claim="Injecting a grokked model's Fourier neurons into a memorizing model does not speed up grokking: the "
           "transplanted neurons neither help nor hurt; the features are already present by step ~700.",
-    spec=SweepSpec({"model.seed": list(range(5))}, preset="fast"),
-    scale="`fast` preset, 5 seeds: seed 0 is the donor (its Fourier neurons at its last checkpoint), seeds 1-4 "
-          "the recipients, transplanted at step 100 (after memorization, long before grokking); weights mode "
-          "and activations mode (donor activations patched for 300 steps).",
+    spec=SweepSpec({"model.seed": list(range(11))}, preset="fast"),
+    scale="`fast` preset, 11 seeds: seed 0 is the donor, seeds 1-10 the recipients, each forked at step 100 "
+          "(after memorization, long before grokking) four ways: `noop` (nothing changed: the control, "
+          "bit-identical to the recipient's own run), `self` (the Fourier neurons of the recipient's own final "
+          "checkpoint: the same init seed, grokked), `other` (the donor's Fourier neurons) and `random` (as many "
+          "neurons as `other` moves, drawn at random, from the donor). Fourier neurons: those whose activation's "
+          "dominant frequency is a key frequency and explains at least half its variance (`fourier_neurons`, "
+          "Nanda et al. 2023). Δ = fork's grokking step − "
+          "the noop fork's, paired per recipient.",
     reference={"all": "no speed-up (neither help nor hurt)"},
     table=transplant_table,
     post=_transplants,
     export_extra=_export_transplants,
+    reuse=("beta1",),
 ))
 
 
