@@ -231,11 +231,11 @@ _register(Reproduction(
           "after memorization; the effective rank of per-sample gradients drops 30–40 % at grokking; Fourier "
           "features are present by step 700.",
     spec=SweepSpec({"optim.beta1": [0.0, 0.9], "model.seed": list(range(3))}, preset="twolayer",
-                   overrides={"train.ckpt_every": 25, "train.state_every": 500, "train.early_stop_after": None,
+                   overrides={"train.ckpt_every": 25, "train.state_every": 500, "train.early_stop_after": 500,
                               "plugins.grad_agreement": {"every": 10}}),
     scale="The `twolayer` preset (the write-up's architecture; train fraction and learning rate from "
-          "calibration.md), 3 seeds per β1; checkpoints every 25 steps, replayed every 25 steps to step 1,000 and "
-          "every 100 after (top eigenvalue by Lanczos, tol 1e-3; effective rank of 128 per-sample gradients).",
+          "calibration.md), 3 seeds per β1, each until 500 steps after grokking; checkpoints every 25 steps, "
+          "replayed every 25 steps to step 300, every 50 to step 1,000 and every 100 after (top eigenvalue by Lanczos, tol 1e-3; effective rank of 128 per-sample gradients).",
     reference={"spike_factor": "~20x", "decline_step": "~600", "lag": "β1 0: ~0; β1 0.9: ~400",
                "agreement_slope": "rises (> 0)", "mom_cos": "−0.1 to −0.3", "rank_drop": "0.30–0.40",
                "share_ratio": "present by 700", "gini_ratio": "present by 700"},
