@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from grokinterp.analysis._interventions import fourier_neurons, neuron_intervention_metrics
+from grokinterp.analysis.interventions import fourier_neurons, neuron_intervention_metrics
 from grokinterp.runs import Run
 
 

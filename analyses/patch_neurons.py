@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from grokinterp.analysis._interventions import fourier_neurons, neuron_intervention_metrics, transplant_neuron_weights
+from grokinterp.analysis.interventions import fourier_neurons, neuron_intervention_metrics, transplant_neuron_weights
 from grokinterp.runs import Run
 
 

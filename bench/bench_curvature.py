@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from grokinterp.analysis import (
+from grokinterp.analysis.curvature import (
     HessianVectorProduct,
     adam_preconditioner,
     gradient_effective_rank,

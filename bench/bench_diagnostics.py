@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bench_replay import make_synthetic_run  # same folder: this script runs as bench/bench_diagnostics.py
-from grokinterp.analysis import warning_diagnostics
+from grokinterp.analysis.warning import warning_diagnostics
 from grokinterp.runs import atomic_write_json, write_metrics_csv
 
 TARGET_S = 60.0

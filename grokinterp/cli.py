@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .experiments.cli import add_repro_parser, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command
-from .warn.cli import add_warn_parser, run_warn_command
+from .experiments.warning.cli import add_warn_parser, run_warn_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
 
 EXIT_USAGE = 2

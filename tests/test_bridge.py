@@ -16,18 +16,20 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis import (
-    ablate_neurons,
+from grokinterp.analysis.fourier import (
     checkpoint_spectra,
     grid_forward,
     key_frequencies,
     neuron_frequencies,
+    progress_measures,
+    weight_norm_sq,
+)
+from grokinterp.analysis.interventions import (
+    ablate_neurons,
     neuron_intervention_metrics,
     neuron_patch,
     patch_neurons,
-    progress_measures,
     transplant_neuron_weights,
-    weight_norm_sq,
 )
 from grokinterp.bridge import from_bridge, is_bridge, to_bridge, tl_state_dict_from_bridge
 from grokinterp.config import ModelConfig

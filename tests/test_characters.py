@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis._characters import (
+from grokinterp.analysis.fourier import (
     character_basis,
     discrete_log,
     group_indexing,
@@ -16,7 +16,7 @@ from grokinterp.analysis._characters import (
     prime_factors,
     primitive_root,
 )
-from grokinterp.analysis._fourier import (
+from grokinterp.analysis.fourier import (
     checkpoint_spectra,
     embedding_spectrum,
     fourier_basis,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis._fourier import (
+from grokinterp.analysis.fourier import (
     basis_frequencies,
     basis_names,
     checkpoint_spectra,

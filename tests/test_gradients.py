@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grokinterp.analysis import (
+from grokinterp.analysis.curvature import (
     agreement_dips,
     effective_rank,
     gradient_effective_rank,

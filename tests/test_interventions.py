@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grokinterp.analysis._interventions import (
+from grokinterp.analysis.interventions import (
     ablate_neurons,
     fourier_neurons,
     neuron_index,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..analysis import fourier_neurons, transplant_neuron_weights
+from ..analysis.interventions import fourier_neurons, transplant_neuron_weights
 from ..config import ConfigError
 from ..runs import Run, atomic_write_json, step_filename
 from .fork import fork_run

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from ..analysis._gradients import AGREEMENT_SEED, half_batch_agreement
+from ..analysis.curvature import AGREEMENT_SEED, half_batch_agreement
 from ..config import ConfigError
 from ..train import Plugin, Trainer, register_plugin
 

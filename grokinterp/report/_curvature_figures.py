@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ..analysis import AgreementDips, ReplayResult, agreement_dips
+from ..analysis import ReplayResult
+from ..analysis.curvature import AgreementDips, agreement_dips
 from ..runs import Run
 from ._figures import _layout, _line, add_milestones, register_figures
 

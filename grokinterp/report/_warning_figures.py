@@ -12,7 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..analysis import WARNING_ANALYSES, ReplayResult, WarningDiagnostics, warning_diagnostics
+from ..analysis import ReplayResult
+from ..analysis.warning import WARNING_ANALYSES, WarningDiagnostics, warning_diagnostics
 from ..runs import Run
 from ._figures import COLORS, MARKERS, _layout, _line, register_figures
 

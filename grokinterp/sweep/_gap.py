@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from ..analysis._gradients import DIP_MIN_SEPARATION, DIP_THRESHOLD, DIP_WINDOW, agreement_dips
+from ..analysis.curvature import DIP_MIN_SEPARATION, DIP_THRESHOLD, DIP_WINDOW, agreement_dips
 from ..runs import read_metrics_columns
 from ._aggregate import collect
 

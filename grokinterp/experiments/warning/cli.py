@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..config import ConfigError
+from ...config import ConfigError
 
 EXAMPLE = ("examples:\n  grokinterp warn checkpoints/sweep_warn --out docs/reproductions/warn.md\n"
            "  grokinterp warn checkpoints/sweep_wd1 --controls checkpoints/sweep_wd0 --workers 2\n"

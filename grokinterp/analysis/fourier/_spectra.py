@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..hooked import as_hooked
+from ...hooked import as_hooked
 from ._characters import group_indexing
 
 # A neuron is "clean" at frequency k when k explains at least this fraction of its variance ...

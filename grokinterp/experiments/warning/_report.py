@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from ..runs import atomic_write_bytes
+from ...runs import atomic_write_bytes
 from ._delay_laws import LawFit
 from ._signals import ALARM_RULES
 from ._sweep import WarnResult, law_summary
@@ -130,7 +130,7 @@ memorization step, so no calibration control alarms. A grokking run is scored on
 fired = an alarm inside it, lead = T_grok − alarm step. False alarms: each control scored against θ from the
 other controls (leave-one-out; about 1/n is expected by chance with this rule). AUROC: grokking runs
 against controls by the largest level in their windows (threshold-free). Definitions and the papers:
-`grokinterp/analysis/_warn_*.py`, `grokinterp/warn/_signals.py`, `specs/seed002-diagnostics.md`.
+`grokinterp/analysis/warning/` (one module per signal) and `grokinterp/experiments/warning/_signals.py`.
 
 {alarm_table(result)}
 ![lead time per diagnostic across seeds]({rel})

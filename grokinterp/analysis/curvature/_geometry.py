@@ -22,9 +22,9 @@ import math
 import numpy as np
 import torch
 
-from ..runs import Run
-from ..tasks import ModularTask
-from ._curvature import (
+from ...runs import Run
+from ...tasks import ModularTask
+from ._hessian import (
     TOP_EIGEN_TOL,
     HessianVectorProduct,
     adam_preconditioner,
@@ -35,7 +35,7 @@ from ._curvature import (
     top_eigenvalues,
 )
 from ._gradients import AGREEMENT_SEED, RANK_SAMPLES, gradient_effective_rank, half_batch_agreement
-from ._replay import StepContext, register_analysis
+from ..replay_engine import StepContext, register_analysis
 
 CURVATURE_TOP_K = 3
 CURVATURE_TRACE_PROBES = 8

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..hooked import as_hooked
+from ...hooked import as_hooked
 from ._characters import group_indexing, group_law_labels
-from ._fourier import GridForward, diagonal_sums, grid_forward, group_grid
+from ._spectra import GridForward, diagonal_sums, grid_forward, group_grid
 
 
 def key_wave_table(n: int, key_freqs: list[int]) -> Float[Tensor, "m n"]:

@@ -26,6 +26,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from jaxtyping import Float
 
+__all__ = [
+    "Collapse", "Oscillation", "PhaseLocking", "PostGrokDynamics", "ResolutionWarning", "check_resolution",
+    "detect_collapses", "detrend", "lomb_scargle", "phase_locking", "post_grokking_dynamics",
+    "stable_grokking_step",
+]
+
 Array = np.ndarray
 ACC_THRESHOLD = 0.99
 

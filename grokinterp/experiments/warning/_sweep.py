@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis._diagnostics import warning_diagnostics
-from ..config import ConfigError, parse_literal
-from ..runs import Run
-from ..sweep._aggregate import collect
-from ..sweep._grid import FINAL_STATUSES, SWEEP_FILE
+from ...analysis.warning import warning_diagnostics
+from ...config import ConfigError, parse_literal
+from ...runs import Run
+from ...sweep._aggregate import collect
+from ...sweep._grid import FINAL_STATUSES, SWEEP_FILE
 from ._alarms import AlarmStats, RunSignal, benchmark_alarm
 from ._delay_laws import (FirstPassageRun, LawFit, first_passage_run, fit_exponential_law, fit_first_passage,
                           fit_power_law, predict_gap, prediction_error)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from ..runs import Run
-from ..tasks import ModularTask
-from ._fourier import checkpoint_spectra, grid_forward, key_frequencies
+from ...runs import Run
+from ...tasks import ModularTask
+from ._spectra import checkpoint_spectra, grid_forward, key_frequencies
 from ._progress import progress_measures
-from ._replay import register_analysis
+from ..replay_engine import register_analysis
 
 
 @register_analysis("spectra", version=1, kind="checkpoint")

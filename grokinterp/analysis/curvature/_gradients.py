@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ._curvature import select_parameters, training_loss
+from ._hessian import select_parameters, training_loss
 
 AGREEMENT_SEED = 0  # the plug-in's and the replay's default, so both draw the same halves at a step
 DIP_WINDOW = 100  # steps: width of the rolling median that detrends the agreement

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis._diagnostics import WarningDiagnostics
+from ...analysis.warning import WarningDiagnostics
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._characters import group_indexing
-from ._fourier import NEURON_FRAC_THRESHOLD, grid_forward, group_grid, key_frequency_mask, neuron_frequencies
+from .fourier._characters import group_indexing
+from .fourier._spectra import NEURON_FRAC_THRESHOLD, grid_forward, group_grid, key_frequency_mask, neuron_frequencies
+
+__all__ = [
+    "INTERVENTIONS", "ablate_neurons", "fourier_neurons", "neuron_index", "neuron_intervention_metrics",
+    "neuron_patch", "patch_neurons", "transplant_neuron_weights",
+]
 
 INTERVENTIONS = ("none", "zero", "mean", "patch")
 

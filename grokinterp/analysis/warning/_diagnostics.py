@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
-from ..runs import Run, step_filename
-from ._replay import ReplayResult, replay
-from ._warn_csd import csd_alarm_series, csd_indicators, rolling_ar1, rolling_variance_ratio
-from ._warn_dmd import rolling_dmd
-from ._warn_lockin import LOCKIN_WEIGHTS, PAPER_T_MIN, PAPER_THRESHOLD, lockin_fire_step, lockin_ratio, lockin_slope, update_gram_spectra
-from ._warn_norm import norm_peak_lead, norm_peak_step, tanh_kink_fit
-from ._warning_analyses import WARNING_ANALYSES
+from ...runs import Run, step_filename
+from ..replay_engine import ReplayResult, replay
+from ._slowing import csd_alarm_series, csd_indicators, rolling_ar1, rolling_variance_ratio
+from ._dmd import rolling_dmd
+from ._lockin import LOCKIN_WEIGHTS, PAPER_T_MIN, PAPER_THRESHOLD, lockin_fire_step, lockin_ratio, lockin_slope, update_gram_spectra
+from ._norm_peak import norm_peak_lead, norm_peak_step, tanh_kink_fit
+from ._replayed import WARNING_ANALYSES
 
 PAPER_CSD_WINDOW_STEPS = 200  # Benfield 2026's rolling window, in training steps
 CSD_MIN_POINTS = 10  # samples after T_mem before the online Kendall tau is computed

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import torch
 
-from ..runs import Run
-from ..tasks import ModularTask
-from ._replay import register_analysis
-from ._warn_alignment import log_alignment_ratio
-from ._warn_dmd import quantile_coordinates
-from ._warn_gmm import bifurcation_ratio, nc1, nc1_trace_ratio
-from ._warn_graph import model_fiedler_values
-from ._warn_heads import entropy_spread, head_entropies, head_similarity
-from ._warn_logits import effective_logit_scale, layer_gains, softmax_collapse
-from ._warning_pass import WarningCache, warning_forward
+from ...runs import Run
+from ...tasks import ModularTask
+from ..replay_engine import register_analysis
+from ._alignment import log_alignment_ratio
+from ._dmd import quantile_coordinates
+from ._gmm import bifurcation_ratio, nc1, nc1_trace_ratio
+from ._weight_graph import model_fiedler_values
+from ._heads import entropy_spread, head_entropies, head_similarity
+from ._logit_scale import effective_logit_scale, layer_gains, softmax_collapse
+from ._forward import WarningCache, warning_forward
 
 WARNING_ANALYSES = ("warning",)
 

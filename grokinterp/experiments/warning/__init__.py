@@ -4,7 +4,7 @@ Per-run diagnostics D1-D7 and D9 live in `grokinterp.analysis` (`warning_diagnos
 the sweep level: it scores every diagnostic's alarm on grokking runs against thresholds set on control runs
 (`grokinterp warn SWEEP_DIR`), and fits the delay laws of D8 with bootstrap confidence intervals.
 
->>> from grokinterp.warn import warn_sweep, write_warn_markdown, write_lead_time_svg
+>>> from grokinterp.experiments.warning import warn_sweep, write_warn_markdown, write_lead_time_svg
 >>> result = warn_sweep(["checkpoints/sweep_warn"], controls=["optim.weight_decay=0"])   # doctest: +SKIP
 >>> result.stats["D9 weight-norm decline"].median_lead                                 # doctest: +SKIP
 """

@@ -22,9 +22,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..tasks import ModularTask
+from ...tasks import ModularTask
 from ._characters import group_indexing
-from ._fourier import (
+from ._spectra import (
     NEURON_FRAC_THRESHOLD,
     GridForward,
     diagonal_sums,
@@ -34,7 +34,7 @@ from ._fourier import (
     neuron_frequencies,
 )
 from ._progress import per_example_loss
-from ._replay import register_analysis
+from ..replay_engine import register_analysis
 from ._standard import _final_key_frequencies
 
 
