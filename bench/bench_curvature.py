@@ -33,7 +33,7 @@ from grokinterp.analysis.curvature import (
 from grokinterp.config import preset
 from grokinterp.runs import Run
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 TARGET_S = 5.0
 

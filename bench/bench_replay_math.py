@@ -24,7 +24,7 @@ from grokinterp.analysis.fourier import checkpoint_spectra, grid_forward, key_fr
 from grokinterp.analysis.fourier import progress_measures
 from grokinterp.config import preset
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 
 def time_per_checkpoint(fn, n: int) -> tuple[list[float], list[float]]:

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args, extra: list[str]) -> int:
     config = apply_overrides(preset(args.preset), parse_override_args(extra))  # before the slow imports: errors are instant
-    from .launch import train_run
+    from .train import train_run
     from .runs import RunError
 
     if args.print_config:

@@ -120,6 +120,15 @@ class OptimConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"optim.{name}={getattr(self, name)} must lie in [0, 1)")
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step `step`: linear warm-up from 0 over `warmup_steps`, then constant `lr`.
+
+        >>> OptimConfig(lr=1e-2, warmup_steps=10).lr_at(5)
+        0.005
+        """
+        warmup = self.warmup_steps
+        return self.lr * (min(1.0, step / warmup) if warmup else 1.0)
+
 
 @dataclass(frozen=True)
 class TrainConfig:

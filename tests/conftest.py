@@ -28,7 +28,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One trained tiny run shared by read-only tests."""
-    from grokinterp.launch import train_run
+    from grokinterp.train import train_run
 
     config = tiny_config(model__seed=0, train__steps=900, train__early_stop_after=20)  # memorizes 54, groks 340
     return train_run(config, tmp_path_factory.mktemp("runs") / "tiny", progress=False)

@@ -27,7 +27,7 @@ from grokinterp.analysis.fourier import (
 )
 from grokinterp.config import ModelConfig, RunConfig, TaskConfig
 from grokinterp.tasks import apply_op, make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 PRIMES_BELOW_200 = [n for n in range(2, 200) if all(n % d for d in range(2, int(n**0.5) + 1))]
 

@@ -50,7 +50,7 @@ from grokinterp.analysis.warning import (
 )
 from grokinterp.runs import Run
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 from conftest import tiny_config
 
 

@@ -28,7 +28,7 @@ from grokinterp.analysis.fourier import (
 )
 from grokinterp.config import ModelConfig, RunConfig, TaskConfig
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 
 def wave(k: int, x: torch.Tensor, n: int, phase: float = 0.0) -> torch.Tensor:

@@ -14,7 +14,7 @@ from grokinterp.analysis.interventions import (
     transplant_neuron_weights,
 )
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 from conftest import tiny_config
 

@@ -31,7 +31,7 @@ from grokinterp.config import TaskConfig
 from grokinterp.report import nanda_figures, offline_page, views_of
 from grokinterp.runs import Run
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 from conftest import tiny_config
 from test_report import CHROMIUM, _line_points, _render

@@ -21,7 +21,7 @@ from grokinterp.analysis.fourier import (
 )
 from grokinterp.config import ModelConfig, RunConfig, TaskConfig
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 P, KEYS, SCALE = 23, [2, 5, 9], 6.0
 

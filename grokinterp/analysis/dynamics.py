@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from jaxtyping import Float
 
+from ..runs import ACC_THRESHOLD
+
 __all__ = [
     "Collapse", "Oscillation", "PhaseLocking", "PostGrokDynamics", "ResolutionWarning", "check_resolution",
     "detect_collapses", "detrend", "lomb_scargle", "phase_locking", "post_grokking_dynamics",
@@ -33,7 +35,6 @@ __all__ = [
 ]
 
 Array = np.ndarray
-ACC_THRESHOLD = 0.99
 
 
 class ResolutionWarning(UserWarning):

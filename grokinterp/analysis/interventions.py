@@ -31,8 +31,14 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .fourier._characters import group_indexing
-from .fourier._spectra import NEURON_FRAC_THRESHOLD, grid_forward, group_grid, key_frequency_mask, neuron_frequencies
+from .fourier import (
+    NEURON_FRAC_THRESHOLD,
+    grid_forward,
+    group_grid,
+    group_indexing,
+    key_frequency_mask,
+    neuron_frequencies,
+)
 
 __all__ = [
     "INTERVENTIONS", "ablate_neurons", "fourier_neurons", "neuron_index", "neuron_intervention_metrics",

@@ -18,11 +18,16 @@ Count dips with `grokinterp.analysis.agreement_dips(metrics["step"], metrics["gr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
-from ..analysis.curvature import AGREEMENT_SEED, half_batch_agreement
+from ..objective import AGREEMENT_SEED, half_batch_agreement
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 @register_plugin("grad_agreement")

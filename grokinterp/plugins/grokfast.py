@@ -21,11 +21,16 @@ circular buffer with a count) is in `state_dict()`, so `--resume` continues bit-
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 MA_FILTERS = ("mean", "median", "sum")
 

@@ -35,6 +35,8 @@ before the probe's update).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import torch
@@ -43,7 +45,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 def offset_column(k: int) -> str:

@@ -9,6 +9,15 @@
 Importing this package registers the replayed analyses "curvature", "hessian_density" and "gradients".
 """
 
+from ...objective import (
+    AGREEMENT_SEED,
+    HalfBatchAgreement,
+    half_batch_agreement,
+    half_batch_split,
+    loss_gradient,
+    select_parameters,
+    training_loss,
+)
 from ._hessian import (
     TOP_EIGEN_TOL,
     Eigenpairs,
@@ -22,24 +31,17 @@ from ._hessian import (
     hessian_trace,
     lanczos,
     preconditioned_sharpness,
-    select_parameters,
     spectral_density,
     top_eigenvalues,
-    training_loss,
 )
 from ._gradients import (
-    AGREEMENT_SEED,
     DIP_MIN_SEPARATION,
     DIP_THRESHOLD,
     DIP_WINDOW,
     AgreementDips,
-    HalfBatchAgreement,
     agreement_dips,
     effective_rank,
     gradient_effective_rank,
-    half_batch_agreement,
-    half_batch_split,
-    loss_gradient,
     per_sample_gradients,
     rank_sample,
     singular_values,

@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 
+from ...config import OptimConfig
 from ...runs import Run
 from ...tasks import ModularTask
 from ._hessian import (
@@ -34,7 +35,8 @@ from ._hessian import (
     spectral_density,
     top_eigenvalues,
 )
-from ._gradients import AGREEMENT_SEED, RANK_SAMPLES, gradient_effective_rank, half_batch_agreement
+from ...objective import AGREEMENT_SEED, half_batch_agreement
+from ._gradients import RANK_SAMPLES, gradient_effective_rank
 from ..replay_engine import StepContext, register_analysis
 
 CURVATURE_TOP_K = 3
@@ -87,18 +89,12 @@ def _state_at(context: StepContext) -> dict | None:
     return run.optimizer_state(context.step) if context.step in run.state_steps else None
 
 
-def learning_rate_at(settings: dict, step: int) -> float:
-    """The training loop's learning rate at `step`: linear warm-up over `warmup_steps`, then constant."""
-    warmup = settings["warmup_steps"]
-    return settings["lr"] * (min(1.0, step / warmup) if warmup else 1.0)
-
-
 @register_analysis("curvature", version=1, kind="checkpoint", prepare=_optimizer_settings)
 def curvature(model, task: ModularTask, context: StepContext) -> dict:
     """`curvature_measures` on the training set (k=3, 8 trace probes, tol 1e-3, seed 0), plus eos_threshold:
     Cohen et al.'s (2 + 2 beta1) / (lr (1 - beta1)) at this step's learning rate (NaN while it is 0)."""
     settings = dict(context)
-    lr = learning_rate_at(settings, context.step)
+    lr = OptimConfig(**settings).lr_at(context.step)  # the training loop's schedule
     out = curvature_measures(model, task.train_tokens, task.train_labels, optimizer_state=_state_at(context),
                              beta2=settings["beta2"], eps=settings["eps"],
                              l2=settings["weight_decay"] if settings["name"] == "adam" else 0.0)

@@ -17,7 +17,6 @@ All functions leave the model's parameters and `.grad` as they found them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,75 +26,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ._hessian import select_parameters, training_loss
+from ...objective import AGREEMENT_SEED, select_parameters
 
-AGREEMENT_SEED = 0  # the plug-in's and the replay's default, so both draw the same halves at a step
 DIP_WINDOW = 100  # steps: width of the rolling median that detrends the agreement
 DIP_THRESHOLD = 3.0  # a dip goes below the trend by more than this many robust standard deviations
 DIP_MIN_SEPARATION = 50  # steps: of two dips closer than this, only the deeper one counts
 RANK_SAMPLES = 128  # training examples in the fixed subset whose per-sample gradients are ranked
 MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation of a normal distribution
-
-
-def loss_gradient(model: nn.Module, tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch"],
-                  params: str | Sequence[str] | None = None, last_position_only: bool = True) -> Float[Tensor, "n"]:
-    """The flat gradient of `training_loss` over (tokens, labels), by parameter in `named_parameters` order.
-
-    `params`: see `_curvature.select_parameters` (None: every trainable parameter). `.grad` is untouched.
-    """
-    selected = list(select_parameters(model, params).values())
-    with torch.enable_grad():
-        loss = training_loss(model, tokens, labels, last_position_only)
-        grads = torch.autograd.grad(loss, selected, allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(selected, grads)])
-
-
-def half_batch_split(n: int, seed: int = AGREEMENT_SEED, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint halves of range(n), sorted: the first floor(n/2) and the rest of a permutation drawn
-    from `numpy.random.default_rng([seed, step])` (nothing else's random state is used or changed).
-
-    >>> a, b = half_batch_split(7, seed=0, step=3)
-    >>> len(a), len(b), sorted([*a, *b]) == list(range(7))
-    (3, 4, True)
-    """
-    if n < 2:
-        raise ValueError(f"n={n} examples cannot be split into two non-empty halves")
-    if seed < 0 or step < 0:
-        raise ValueError(f"seed={seed} and step={step} must be non-negative integers")
-    perm = np.random.default_rng([int(seed), int(step)]).permutation(n)
-    return np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
-
-
-@dataclass(frozen=True)
-class HalfBatchAgreement:
-    """cosine(g_A, g_B) of the two halves' gradients; grad_norm: |g| of the whole batch, g = (|A| g_A + |B| g_B) / n;
-    half_norms: (|g_A|, |g_B|)."""
-
-    cosine: float
-    grad_norm: float
-    half_norms: tuple[float, float]
-
-
-def half_batch_agreement(model: nn.Module, tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch"],
-                         seed: int = AGREEMENT_SEED, step: int = 0, params: str | Sequence[str] | None = None,
-                         last_position_only: bool = True) -> HalfBatchAgreement:
-    """Half-batch gradient agreement (seed 000): the cosine between the gradients of the mean training loss
-    over two random halves A, B of the batch (`half_batch_split(n, seed, step)`).
-
-    Costs about one training step (two half-batch forwards and backwards). NaN when a half's gradient is 0.
-
-    Args:
-        model: any model of the library; tokens [batch, pos], labels [batch]: the training set.
-        seed, step: select the halves (reproducible per step).
-        params: see `_curvature.select_parameters`.
-    """
-    idx_a, idx_b = (torch.from_numpy(i).to(tokens.device) for i in half_batch_split(len(tokens), seed, step))
-    g_a = loss_gradient(model, tokens[idx_a], labels[idx_a], params, last_position_only).double()
-    g_b = loss_gradient(model, tokens[idx_b], labels[idx_b], params, last_position_only).double()
-    norm_a, norm_b = float(g_a.norm()), float(g_b.norm())
-    cosine = float(g_a @ g_b) / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else math.nan
-    full = (len(idx_a) * g_a + len(idx_b) * g_b) / len(tokens)
-    return HalfBatchAgreement(cosine, float(full.norm()), (norm_a, norm_b))
 
 
 def per_sample_gradients(model: nn.Module, tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch"],
@@ -105,7 +42,7 @@ def per_sample_gradients(model: nn.Module, tokens: Int[Tensor, "batch pos"], lab
     `functional_call`), parameters in `named_parameters` order.
 
     Args:
-        params: see `_curvature.select_parameters`.
+        params: see `select_parameters`.
         chunk_size: examples per vectorised chunk (None: all at once; smaller saves memory).
     """
     from torch.func import functional_call, grad, vmap

@@ -29,56 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 
+from ...objective import select_parameters, training_loss
+
 TOP_EIGEN_TOL = 1e-3  # relative accuracy asked of ARPACK: a sharpness curve needs 3 digits, not 7
-
-
-def training_loss(model: nn.Module, tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch"],
-                  last_position_only: bool = True) -> Float[Tensor, ""]:
-    """Mean cross-entropy of the final position's logits: the loss the training loop minimises.
-
-    `last_position_only=True` uses the model's fast forward (same loss and derivatives; any number of
-    layers); False runs every position. The loss is computed in the model's dtype.
-    """
-    logits = model(tokens, last_position_only=last_position_only)[:, -1]
-    return F.cross_entropy(logits, labels)
-
-
-def select_parameters(model: nn.Module, params: str | Sequence[str] | None = None) -> dict[str, nn.Parameter]:
-    """The parameters to differentiate by, in `named_parameters` order.
-
-    Args:
-        model: any module.
-        params: None for every trainable parameter (`requires_grad`); else names, each an exact parameter
-            name (`"unembed.W_U"`) or a module prefix (`"blocks.0.mlp"` selects that MLP's trainable
-            parameters).
-
-    Returns:
-        name -> parameter.
-    """
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if params is None:
-        chosen = dict(trainable)
-    else:
-        items = [params] if isinstance(params, str) else list(params)
-        every = dict(model.named_parameters())
-        chosen = {}
-        for item in items:
-            if item in every and item not in trainable:
-                raise ValueError(f"parameter {item!r} is frozen (requires_grad=False); choose among the trainable "
-                                 f"ones: {sorted(trainable)}")
-            hits = [n for n in trainable if n == item or n.startswith(item + ".")]
-            if not hits:
-                raise ValueError(f"{item!r} names no trainable parameter or module; trainable parameters: "
-                                 f"{sorted(trainable)}")
-            chosen.update({n: trainable[n] for n in hits})
-        chosen = {n: p for n, p in trainable.items() if n in chosen}
-    if not chosen:
-        raise ValueError("the model has no trainable parameters to differentiate by")
-    return chosen
 
 
 class HessianVectorProduct:

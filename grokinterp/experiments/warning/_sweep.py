@@ -19,9 +19,8 @@ import numpy as np
 
 from ...analysis.warning import warning_diagnostics
 from ...config import ConfigError, parse_literal
-from ...runs import Run
-from ...sweep._aggregate import collect
-from ...sweep._grid import FINAL_STATUSES, SWEEP_FILE
+from ...runs import FINAL_STATUSES, Run
+from ...sweep import SWEEP_FILE, collect
 from ._alarms import AlarmStats, RunSignal, benchmark_alarm
 from ._delay_laws import (FirstPassageRun, LawFit, first_passage_run, fit_exponential_law, fit_first_passage,
                           fit_power_law, predict_gap, prediction_error)

@@ -1,4 +1,4 @@
-"""The run directory: write it atomically while training, read it lazily afterwards.
+"""The run directory's file primitives: atomic writes, safetensors / JSON / CSV, the lock.
 
 ```
 <run>/config.json  split.safetensors  metrics.csv  summary.json  LOCK
@@ -27,10 +27,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import Tensor
 
-from .config import RunConfig
-from .model import Transformer
-from .tasks import ModularTask, make_task
-from .train import build_model
 
 STEP_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
 TEMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp names: .<name>.<random>.tmp
@@ -191,80 +187,3 @@ def list_steps(folder: Path) -> list[int]:
     if not folder.is_dir():
         return []
     return sorted(int(m.group(1)) for name in os.listdir(folder) if (m := STEP_RE.match(name)))
-
-
-class Run:
-    """Read a run directory without the training code: config, metrics, summary, checkpoints.
-
-    >>> run = Run("checkpoints/quick")                      # doctest: +SKIP
-    >>> run.metrics["test_acc"], run.steps, run.model(run.steps[-1])  # doctest: +SKIP
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise RunError(f"{self.path} is not a run directory (no config.json); train one with `grokinterp train --out {self.path}`")
-        self._metrics: dict[str, np.ndarray] | None = None
-        self._task: ModularTask | None = None
-
-    def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, steps={len(self.steps)}, status={self.summary.get('status')!r})"
-
-    @property
-    def config(self) -> RunConfig:
-        data = json.loads((self.path / "config.json").read_text())
-        return RunConfig.from_dict(data["config"])
-
-    @property
-    def summary(self) -> dict:
-        path = self.path / "summary.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    @property
-    def metrics(self) -> dict[str, np.ndarray]:
-        """Dense metric series: column name -> float array indexed like `metrics["step"]` (NaN = not measured)."""
-        if self._metrics is None:
-            self._metrics = read_metrics_columns(self.path / "metrics.csv")
-        return self._metrics
-
-    @property
-    def steps(self) -> list[int]:
-        """Steps that have a model checkpoint."""
-        return list_steps(self.path / "ckpt")
-
-    @property
-    def state_steps(self) -> list[int]:
-        """Steps that have optimizer state."""
-        return list_steps(self.path / "state")
-
-    @property
-    def task(self) -> ModularTask:
-        if self._task is None:
-            split = load_tensors(self.path / "split.safetensors")
-            self._task = make_task(self.config.task, (split["train_idx"], split["test_idx"]))
-        return self._task
-
-    def state_dict(self, step: int) -> dict[str, Tensor]:
-        """The HookedTransformer state dict at `step` (reads that one file only)."""
-        if step not in self.steps:
-            raise RunError(f"no checkpoint at step {step} in {self.path}; available: {_span(self.steps)}")
-        return load_tensors(self.path / "ckpt" / step_filename(step))
-
-    def optimizer_state(self, step: int) -> dict[str, Tensor]:
-        """Adam moments and the rest of the resume state at `step` (see `state_steps`)."""
-        if step not in self.state_steps:
-            raise RunError(f"no optimizer state at step {step} in {self.path}; available: {_span(self.state_steps)}")
-        return load_tensors(self.path / "state" / step_filename(step))
-
-    def model(self, step: int | None = None, device: str = "cpu") -> Transformer:
-        """The model at `step` (default: the last checkpoint), in eval mode."""
-        step = self.steps[-1] if step is None else step
-        model = build_model(self.config)
-        model.load_state_dict(self.state_dict(step), strict=True)
-        return model.to(device).eval()
-
-
-def _span(steps: list[int]) -> str:
-    if not steps:
-        return "none"
-    return f"{len(steps)} steps from {steps[0]} to {steps[-1]}"

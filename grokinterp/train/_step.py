@@ -1,6 +1,6 @@
-"""The full-batch training loop and its plug-in seam.
+"""One full-batch training step (`Trainer.train_step`) and what a resume needs of it (`Trainer.state_dict`).
 
-One step, in this order: plug-ins' `before_forward`, forward (final position only)
+The loop around it (checkpoint cadence, stopping, resume) is `grokinterp.train._loop.train_run`. One step, in this order: plug-ins' `before_forward`, forward (final position only)
 with plug-ins' hooks, task loss + plug-ins' auxiliary losses, backward, plug-ins'
 `after_backward` (gradient filters), gradient metrics, optimizer step, plug-ins'
 `after_step`. The step's metrics describe the parameters *before* the update:
@@ -14,89 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import ConfigError, RunConfig
-from .model import Transformer
-from .tasks import ModularTask
-
-ACC_THRESHOLD = 0.99
-
-
-class Plugin:
-    """Base class of training plug-ins (gradient filters, auxiliary losses, diagnostics).
-
-    Override what you need; every hook is a no-op here. The loop never names a plug-in.
-    A plug-in's state is saved with the optimizer (`state/`), never with the model (`ckpt/`).
-    """
-
-    name = "plugin"
-
-    def setup(self, trainer: "Trainer") -> None:
-        """Called once, after the model and optimizer exist and before any resume."""
-
-    def forward_hooks(self, trainer: "Trainer") -> list[tuple[str, Callable]]:
-        """TransformerLens (hook name, fn) pairs active during the training forward."""
-        return []
-
-    def before_forward(self, trainer: "Trainer") -> None:
-        """Before the training forward (e.g. a probe's own update on detached activations)."""
-
-    def extra_loss(self, trainer: "Trainer") -> Tensor | None:
-        """An auxiliary loss added to the task loss (already weighted)."""
-        return None
-
-    def after_backward(self, trainer: "Trainer") -> None:
-        """Gradients are in `p.grad`; filters may rewrite them in place."""
-
-    def after_step(self, trainer: "Trainer") -> None:
-        """After the optimizer step."""
-
-    def metrics(self) -> dict[str, float]:
-        """Extra metric columns for this step (names should be prefixed by the plug-in's name)."""
-        return {}
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        pass
-
-
-PLUGINS: dict[str, Callable[..., Plugin]] = {}
-
-
-def register_plugin(name: str):
-    """Decorator: make a Plugin class available to configs as `plugins.<name>`."""
-
-    def wrap(cls):
-        PLUGINS[name] = cls
-        cls.name = name
-        return cls
-
-    return wrap
-
-
-def build_plugins(config: RunConfig) -> list[Plugin]:
-    from . import plugins as _builtin  # noqa: F401  (registers the built-in plug-ins; they import this module)
-
-    plugins = []
-    for name, kwargs in config.plugins.items():
-        if name not in PLUGINS:
-            raise ConfigError(f"unknown plug-in {name!r}; registered plug-ins: {sorted(PLUGINS)}")
-        try:
-            plugins.append(PLUGINS[name](**kwargs))
-        except TypeError as e:
-            raise ConfigError(f"bad arguments for plug-in {name!r}: {e}") from None
-    return plugins
-
-
-def build_model(config: RunConfig) -> Transformer:
-    return Transformer(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out)
+from ..config import RunConfig
+from ..model import Transformer, build_model
+from ..plugins import Plugin, build_plugins
+from ..runs import Milestones
+from ..tasks import ModularTask
 
 
 def cross_entropy(logits: Tensor, labels: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -105,19 +32,6 @@ def cross_entropy(logits: Tensor, labels: Tensor, dtype: torch.dtype = torch.flo
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     return (logits.argmax(-1) == labels).float().mean().item()
-
-
-@dataclass
-class Milestones:
-    memorization_step: int | None = None
-    grokking_step: int | None = None
-    diverged_step: int | None = None
-
-    def update(self, step: int, train_acc: float, test_acc: float | None) -> None:
-        if self.memorization_step is None and train_acc >= ACC_THRESHOLD:
-            self.memorization_step = step
-        if self.grokking_step is None and test_acc is not None and train_acc >= ACC_THRESHOLD and test_acc >= ACC_THRESHOLD:
-            self.grokking_step = step
 
 
 @dataclass
@@ -147,8 +61,8 @@ class Trainer:
             plugin.setup(self)
 
     def lr_at(self, step: int) -> float:
-        warmup = self.config.optim.warmup_steps
-        return self.config.optim.lr * (min(1.0, step / warmup) if warmup else 1.0)
+        """The learning rate of `step` (`OptimConfig.lr_at`)."""
+        return self.config.optim.lr_at(step)
 
     def forward_last(self, tokens: Tensor) -> Tensor:
         return self.model(tokens, last_position_only=True)[:, -1]
@@ -229,13 +143,6 @@ class Trainer:
         row.update(lr=self.lr_at(self.step), grad_norm=math.nan, mom_grad_cos=math.nan)
         self.milestones.update(self.step, row["train_acc"], row["test_acc"])
         return row
-
-    def should_stop(self) -> bool:
-        train = self.config.train
-        if self.milestones.diverged_step is not None or self.step >= train.steps:
-            return True
-        grok = self.milestones.grokking_step
-        return train.early_stop_after is not None and grok is not None and self.step >= grok + train.early_stop_after
 
     # ----- resume -----
     def state_dict(self) -> dict[str, Tensor]:
