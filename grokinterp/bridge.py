@@ -6,11 +6,11 @@ state dict with `transformer_lens.conversion_utils.convert_tl_checkpoint(sd, cfg
 (`blocks.0.mlp.hook_post`, `blocks.0.attn.hook_pattern`, `hook_embed`, ...). `from_bridge` reverses it:
 the bridge's `nn.Linear`-layout weights back to TL 3 names and shapes, in a grokinterp `Transformer`.
 
->>> bridge = to_bridge("checkpoints/quick")            # doctest: +SKIP  (a run: its last checkpoint)
->>> logits, cache = bridge.run_with_cache(tokens)      # doctest: +SKIP
->>> model = from_bridge(bridge)                        # doctest: +SKIP  (a grokinterp Transformer again)
+    bridge = to_bridge(Run("checkpoints/quick"))  # a run: its last checkpoint
+    logits, cache = bridge.run_with_cache(tokens)
+    model = from_bridge(bridge)  # a grokinterp Transformer again
 
-Sits beside `model` in the layering: it imports `model` (and `runs`, lazily, to read a run directory).
+Sits beside `model` in the layering: it imports `model` only (the caller reads a run directory: `Run(path)`).
 TransformerLens 4's bridge modules are imported only when a bridge is built (they take seconds).
 One known difference (TransformerLens 4.3.0): the native bridge fires `blocks.L.attn.hook_attn_scores`
 with the softmax pattern, not the pre-softmax scores; every other shared hook carries the same values.

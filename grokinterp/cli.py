@@ -1,4 +1,5 @@
-"""`grokinterp train | analyze | presets | fork | report | import | sweep | warn`: the command line (the Makefile wraps it).
+"""`grokinterp train | analyze | presets | fork | compare | import | sweep | repro | warn`: the command line (the
+Makefile wraps it). `report` is an alias of `compare` for a release.
 
 Any config key is overridable as `--section.key=value` (e.g. `--optim.lr=3e-4 --task.op=mul`);
 values are Python literals checked against the key's type. Misuse exits 2 with one message.
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--resume", action="store_true", help="continue an interrupted fork in --out")
     fork.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare = sub.add_parser(
-        "report", help="compare runs on one offline HTML page",
+        "compare", aliases=["report"], help="compare runs on one offline HTML page (alias: report)",
         description="Overlay the curves and key series of several runs (a fork and its parent on one axis) "
                     "with a summary table, as one offline, self-contained HTML page.")
     compare.add_argument("runs", type=Path, nargs="+", help="run directories")
@@ -170,7 +171,7 @@ def _cmd_fork(args, extra: list[str]) -> int:
     return 0
 
 
-def _cmd_report(args) -> int:
+def _cmd_compare(args) -> int:
     missing = [str(r) for r in args.runs if not (r / "config.json").is_file()]
     if missing:
         raise ConfigError(f"not a run directory (no config.json): {', '.join(missing)}")
@@ -211,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "analyze":
             return _cmd_analyze(args)
-        if args.command == "report":
-            return _cmd_report(args)
+        if args.command in ("compare", "report"):
+            return _cmd_compare(args)
         if args.command == "import":
             return _cmd_import(args)
         if args.command == "repro":

@@ -113,7 +113,7 @@ class HalfBatchAgreement:
 def half_batch_agreement(model: nn.Module, tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch"],
                          seed: int = AGREEMENT_SEED, step: int = 0, params: str | Sequence[str] | None = None,
                          last_position_only: bool = True) -> HalfBatchAgreement:
-    """Half-batch gradient agreement (seed 000): the cosine between the gradients of the mean training loss
+    """Half-batch gradient agreement (the Grokking Dynamics write-up): the cosine between the gradients of the mean training loss
     over two random halves A, B of the batch (`half_batch_split(n, seed, step)`).
 
     Costs about one training step (two half-batch forwards and backwards). NaN when a half's gradient is 0.

@@ -11,6 +11,10 @@ from grokinterp.config import preset
 torch.set_num_threads(int(os.environ.get("GROKINTERP_TEST_THREADS", "1")))
 
 
+# Helpers run as scripts or by other interpreters (the resume driver, TL 3.9's checks): not test modules.
+collect_ignore_glob = ["_*.py", "fixtures/*"]
+
+
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)

@@ -1,6 +1,6 @@
 """Post-grokking dynamics: oscillations of test accuracy and weight norm, their phase locking, collapses.
 
-Seed 000 reports that after grokking under weight decay the model does not sit still: at wd 1 test
+The Grokking Dynamics write-up reports that after grokking under weight decay the model does not sit still: at wd 1 test
 accuracy and the weight norm oscillate together (a limit cycle of about 150 steps), at wd 0.25 accuracy
 collapses (to ~0.25) and re-groks. Everything here is a pure function of metric arrays (a step axis,
 possibly irregular, and values with NaN where not measured), e.g. `Run(...).metrics`.

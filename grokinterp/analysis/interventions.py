@@ -6,7 +6,7 @@ All act on the MLP neurons of block L, i.e. on the hook `blocks.L.mlp.hook_post`
 - mean ablation:  post[b, i, j] <- mean_{b'} post[b', i, j] for j in S (mean per position over `mean_tokens`,
   default the tokens themselves; Nanda et al. 2023 mean-ablate over the full dataset);
 - activation patching:  post[b, i, j] <- post_donor[b, i, j] for j in S, the donor model run on the same tokens;
-- weight transplant:  W_in[:, j], b_in[j], W_out[j, :] <- the donor's, for j in S (seed 000's "Fourier transplant").
+- weight transplant:  W_in[:, j], b_in[j], W_out[j, :] <- the donor's, for j in S (the Grokking Dynamics write-up's "Fourier transplant").
 
 S is a list of indices or a bool mask over d_mlp; `fourier_neurons` selects a grokked model's Fourier neurons.
 

@@ -1,4 +1,4 @@
-"""Fourier-neuron transplants (seed 000): move a grokked donor's Fourier neurons into an early checkpoint
+"""Fourier-neuron transplants (the Grokking Dynamics write-up): move a grokked donor's Fourier neurons into an early checkpoint
 of another run and see whether the recipient groks sooner.
 
 The neurons are the donor's Fourier neurons (`grokinterp.analysis.fourier_neurons`: dominant frequency

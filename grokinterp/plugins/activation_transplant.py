@@ -1,4 +1,4 @@
-"""Transplant neurons' activations from a donor model during training (seed 000's Fourier transplant).
+"""Transplant neurons' activations from a donor model during training (the Grokking Dynamics write-up's Fourier transplant).
 
 For training steps `start <= step < stop`, the recipient's `blocks.{layer}.mlp.hook_post[..., neurons]` is
 replaced, in the training forward only, by the donor's activations on the same training inputs (the

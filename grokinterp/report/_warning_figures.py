@@ -1,4 +1,4 @@
-"""The report's "Early warning" section (seed 002): every warning signal on one shared step axis under the
+"""The report's "Early warning" section (the related-work papers): every warning signal on one shared step axis under the
 accuracy, with the memorization and grokking steps marked; D2's detrending and indicators; D7's path.
 
 Registered with `register_figures`: it appears when the replay holds every analysis of `WARNING_ANALYSES`

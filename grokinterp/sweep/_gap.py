@@ -1,4 +1,4 @@
-"""Gap prediction across a sweep's seeds: agreement dips vs the grokking gap (seed 000: r = 0.896, n = 30).
+"""Gap prediction across a sweep's seeds: agreement dips vs the grokking gap (the Grokking Dynamics write-up: r = 0.896, n = 30).
 
 Each grokked run of the sweep must have recorded the half-batch gradient agreement while training (the
 `grad_agreement` plug-in, metric column `grad_agreement`). Its dips are counted with

@@ -30,7 +30,7 @@ from ._vit import TinyViT, ViTConfig
 
 @dataclass(frozen=True)
 class VisionRunConfig:
-    """The vision control: seed 000's 0.8M-parameter ViT on 5,000 CIFAR-10 images, AdamW as for arithmetic."""
+    """The vision control: The Grokking Dynamics write-up's 0.8M-parameter ViT on 5,000 CIFAR-10 images, AdamW as for arithmetic."""
 
     vit: ViTConfig = field(default_factory=ViTConfig)
     n_train: int = 5000  # a random subset of the 50,000 training images

@@ -1,6 +1,6 @@
 """A tiny Vision Transformer (about 0.8M parameters) with TransformerLens hook points.
 
-Seed 000's control: a 0.8M-parameter ViT on 5,000 CIFAR-10 images shows neither grokking nor oscillation.
+The Grokking Dynamics write-up's control: a 0.8M-parameter ViT on 5,000 CIFAR-10 images shows neither grokking nor oscillation.
 Pre-LayerNorm blocks with TL-style names and shapes (`blocks.0.attn.W_Q` is [n_heads, d_model, d_head],
 `blocks.0.mlp.hook_post` is [batch, pos, d_mlp]); position 0 is a learned class token, positions
 1..n_patches the 4x4 patches in row-major order. Attention is bidirectional.

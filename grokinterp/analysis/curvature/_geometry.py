@@ -1,4 +1,4 @@
-"""Replayed analyses of loss-landscape curvature and gradient geometry (seed 000), registered by name.
+"""Replayed analyses of loss-landscape curvature and gradient geometry (the Grokking Dynamics write-up), registered by name.
 
 Not among the standard analyses (each costs seconds per Nanda-size checkpoint): replay them by name,
 `replay(run, ["curvature", "gradients"], stride=4)` or `grokinterp analyze RUN --analyses curvature,gradients`.

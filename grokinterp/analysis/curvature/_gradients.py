@@ -1,8 +1,8 @@
-"""Gradient geometry of the training loss (seed 000): half-batch agreement and its dips, per-sample
+"""Gradient geometry of the training loss (the Grokking Dynamics write-up): half-batch agreement and its dips, per-sample
 gradients and their effective rank, the gradient norm.
 
 - Half-batch gradient agreement: the cosine between the gradients of the mean training loss over two
-  random halves of the training set. Seed 000 reports it rises during memorization, and that the number
+  random halves of the training set. The Grokking Dynamics write-up reports it rises during memorization, and that the number
   of its dips during training predicts the grokking gap (r = 0.896 over 30 seeds). The halves are drawn
   from `numpy.random.default_rng([seed, step])`, so a step's value is reproducible and the same whether
   the `grad_agreement` training plug-in records it or a replay of that step's checkpoint computes it.
@@ -10,7 +10,7 @@ gradients and their effective rank, the gradient norm.
   so that a sweep can report r for neighbouring choices too).
 - Effective rank of per-sample gradients: Roy and Vetterli's (2007) entropy effective rank of the
   singular values of the [n_samples, n_params] matrix of per-example loss gradients of a fixed sample
-  subset (seed 000: it drops 30-40% at grokking). Per-sample gradients use `torch.func` (vmap over grad).
+  subset (the Grokking Dynamics write-up: it drops 30-40% at grokking). Per-sample gradients use `torch.func` (vmap over grad).
 
 All functions leave the model's parameters and `.grad` as they found them.
 """

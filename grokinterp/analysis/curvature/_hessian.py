@@ -14,11 +14,11 @@ algorithm:
   Adam's second moment, against `adaptive_eos_threshold` = (2 + 2 beta1) / (lr (1 - beta1)) (Cohen et
   al. 2022, "Adaptive gradient methods at the edge of stability").
 
-Each leaves the model and its `.grad` as it found them. Seed 000 reports that the top eigenvalue spikes
+Each leaves the model and its `.grad` as it found them. The Grokking Dynamics write-up reports that the top eigenvalue spikes
 about 20x during memorization and declines before grokking.
 
->>> hvp = HessianVectorProduct(model, task.train_tokens, task.train_labels)      # doctest: +SKIP
->>> top_eigenvalues(hvp, k=3).values, hessian_trace(hvp, n_probes=20).estimate   # doctest: +SKIP
+    hvp = HessianVectorProduct(model, task.train_tokens, task.train_labels)
+    top_eigenvalues(hvp, k=3).values, hessian_trace(hvp, n_probes=20).estimate
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""D4, the log-alignment ratio of the unembedding (seed 002).
+"""The log-alignment ratio of the unembedding (the related-work papers).
 
 Shehper, Vaswani 2026, "A Training-Time Diagnostic for Generalization via the Log-Alignment Ratio",
 arXiv:2605.28975: how much of the activations' energy falls on the weight's strong singular directions.

@@ -1,4 +1,4 @@
-"""Early-warning diagnostics D1-D7 and D9 of one run (seed 002), on one shared step axis.
+"""Early-warning diagnostics D1-D7 and D9 of one run (the related-work papers), on one shared step axis.
 
 `warning_diagnostics(run)` replays the per-checkpoint warning analyses (`WARNING_ANALYSES`: one forward per
 checkpoint, cached under `<run>/analysis/`) and adds what needs a whole series: D2's critical-slowing-down

@@ -1,4 +1,4 @@
-"""D3, Hankel dynamic mode decomposition of per-example distributions (seed 002).
+"""Hankel dynamic mode decomposition of per-example distributions (the related-work papers).
 
 Wang, Ying, Kanamori 2026, "Distributional Spectral Diagnostics for Localizing Grokking Transitions",
 arXiv:2605.08237: follow the distribution of a per-example observable (log p(y|x) works best) through

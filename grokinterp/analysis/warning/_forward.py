@@ -1,4 +1,4 @@
-"""The shared pass of the early-warning diagnostics (seed 002, `specs/seed002-diagnostics.md`).
+"""The shared pass of the early-warning diagnostics (the related-work papers).
 
 One forward per checkpoint over every example of the task (all p^2 pairs; div leaves out b = 0) keeps,
 at the final position (the `=` token, the only one the loss reads), what the diagnostics D1-D7 need:

@@ -1,4 +1,4 @@
-"""D7, the beta / beta_c bifurcation coordinate of a passive GMM probe, and NC1 (seed 002).
+"""The beta / beta_c bifurcation coordinate of a passive GMM probe, and NC1 (the related-work papers).
 
 Yang 2026, "Feature Lottery? A Bifurcation Theory of Concept Emergence", arXiv:2605.24057: an isotropic
 Gaussian-mixture probe with responsibilities r_nk ~ exp(-beta ||z_n - mu_k||^2 / 2) (equal weights) has a

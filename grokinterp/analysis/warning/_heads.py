@@ -1,4 +1,4 @@
-"""D5, attention-head similarity and entropy spread (seed 002).
+"""Attention-head similarity and entropy spread (the related-work papers).
 
 Verma 2026, "Weight Decay Regimes in Grokking Transformers: Cheap Online Diagnostics", arXiv:2605.20441:
 two statistics of the final query's attention separate memorization, grokking and collapse (identical

@@ -1,4 +1,4 @@
-"""D6, spectral lock-in of the weight updates (seed 002).
+"""Spectral lock-in of the weight updates (the related-work papers).
 
 Xu 2026, "Feature Repulsion and Spectral Lock-in: An Empirical Study of Two-Layer Network Grokking",
 arXiv:2605.08119: before grokking the recent weight updates lock into a rank-2 subspace. With

@@ -1,4 +1,4 @@
-"""D1, logit scale and softmax collapse (seed 002).
+"""Logit scale and softmax collapse (the related-work papers).
 
 Khanh 2026, "What Does the Weight Norm Control in Grokking? Logit-Scale Mediation under Cross-Entropy",
 arXiv:2606.18465: under cross-entropy the grokking delay is set by the effective logit scale, not by the

@@ -1,4 +1,4 @@
-"""D9, weight-norm fingerprints of grokking (seed 002).
+"""Weight-norm fingerprints of grokking (the related-work papers).
 
 Khanh 2026, "Emergence via Phase Transitions: Mechanism Landscapes and Universal Convergence Across Complex
 Systems" (the Hierarchical Emergence Framework), arXiv:2606.07563: ||theta|| peaks before the grok (in 92%

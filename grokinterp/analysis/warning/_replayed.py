@@ -1,4 +1,4 @@
-"""The per-checkpoint early-warning analysis "warning" (seed 002), registered with the replay engine.
+"""The per-checkpoint early-warning analysis "warning" (the related-work papers), registered with the replay engine.
 
 One registered analysis (one cache file per checkpoint) gathers five pure functions of one checkpoint. All
 but the last read one shared forward (`warning_forward`, memoised through `StepContext.shared`):

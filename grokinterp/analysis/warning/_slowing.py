@@ -1,4 +1,4 @@
-"""D2, part 2: critical-slowing-down indicators of a series (seed 002).
+"""Part 2: critical-slowing-down indicators of a series (the related-work papers).
 
 Two recipes, both on series sampled on a uniform grid (the sample index is the time):
 

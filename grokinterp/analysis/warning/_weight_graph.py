@@ -1,4 +1,4 @@
-"""D2, part 1: the Fiedler value of the weight graph (seed 002).
+"""Part 1: the Fiedler value of the weight graph (the related-work papers).
 
 Benfield 2026, "Structural Topology Monitoring Predicts and Steers Neural Network Phase Transitions"
 (github EssexRich/neural_si_validation): neurons are nodes, |w_ij| the edge weights, L = D - A the graph

@@ -1,4 +1,4 @@
-"""Early warning of grokking across runs (seed 002): alarm rules, the alarm benchmark and D8's delay laws.
+"""Early warning of grokking across runs (the related-work papers): alarm rules, the alarm benchmark and D8's delay laws.
 
 Per-run diagnostics D1-D7 and D9 live in `grokinterp.analysis` (`warning_diagnostics`); this package sits at
 the sweep level: it scores every diagnostic's alarm on grokking runs against thresholds set on control runs

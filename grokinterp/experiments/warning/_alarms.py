@@ -1,4 +1,4 @@
-"""The alarm benchmark: how early, and how reliably, does a signal warn of grokking? (seed 002)
+"""The alarm benchmark: how early, and how reliably, does a signal warn of grokking? (the related-work papers)
 
 An alarm rule turns a run's signal a(t) (larger = more alarming, computed from data up to t only) into an
 alarm step: the first step t >= start at which a has exceeded the threshold theta for `persist` consecutive

@@ -1,6 +1,6 @@
 """Alarm rules of the early-warning diagnostics: one causal signal a(t) per rule (larger = more alarming).
 
-The spec (`specs/seed002-diagnostics.md`) fixes the rules of D3 (rho above theta for 3 windows) and D6
+The spec fixes the rules of D3 (rho above theta for 3 windows) and D6
 (s(t) above the controls' level), and D2's statistic (Kendall tau > 0). For the others it says what should
 happen at the grok, and the signal below follows that claim (our choice, stated per rule). Every signal at
 step t uses only checkpoints (or metric rows) up to t; "since T_mem" means the running extreme is taken

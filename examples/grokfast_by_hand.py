@@ -1,6 +1,6 @@
 """Grokfast's EMA filter (Lee et al. 2024) in a plain full-batch loop, to copy into your own experiments.
 
-    python analyses/grokfast_by_hand.py --steps 1500 [--alpha 0.98 --lamb 2.0] [--beta1 0.9]
+    python examples/grokfast_by_hand.py --steps 1500 [--alpha 0.98 --lamb 2.0] [--beta1 0.9]
 
 After backward, each gradient g becomes g + lamb * h with h <- alpha h + (1 - alpha) g (h starts at the first
 gradient), then AdamW steps. The library's version is the `grokfast_ema` plug-in

@@ -6,7 +6,7 @@
 # Nanda et al.'s progress measures; cached in `<run>/analysis/`, so a second run of this file
 # computes nothing), registers one analysis of our own, and plots a few figures.
 #
-# Runs top to bottom as a script (`.venv/bin/python analyses/replay_quickstart.py`) or cell by cell
+# Runs top to bottom as a script (`.venv/bin/python examples/replay_quickstart.py`) or cell by cell
 # in Jupyter / VS Code. In a notebook the figures are shown inline; as a script they are written to
 # one offline page, `<run>/quickstart.html`.
 

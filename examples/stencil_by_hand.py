@@ -1,6 +1,6 @@
-"""Seed 001's probe stencil with TransformerLens hooks, in a plain loop, to copy into your own experiments.
+"""The probe-stencil write-up's probe stencil with TransformerLens hooks, in a plain loop, to copy into your own experiments.
 
-    python analyses/stencil_by_hand.py --steps 1500 --offsets=-1,0,1 [--lamb 0.1]
+    python examples/stencil_by_hand.py --steps 1500 --offsets=-1,0,1 [--lamb 0.1]
 
 The probe (d_model -> 64 -> ReLU -> d_mlp, its own Adam) predicts the MLP's hidden activations
 (`blocks.0.mlp.hook_post`) from its input (`blocks.0.hook_resid_mid`) across epochs: k = 0 pairs mlp_in(t) with

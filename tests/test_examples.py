@@ -1,15 +1,15 @@
-"""The copyable scripts in analyses/ run (a few steps) and print what they promise."""
+"""The copyable scripts in examples/ run (a few steps) and print what they promise."""
 
 import importlib.util
 from pathlib import Path
 
 import pytest
 
-ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ANALYSES / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

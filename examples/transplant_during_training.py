@@ -1,6 +1,6 @@
-"""Transplant a grokked donor's Fourier neurons into an early checkpoint and keep training (seed 000).
+"""Transplant a grokked donor's Fourier neurons into an early checkpoint and keep training (the Grokking Dynamics write-up).
 
-    python analyses/transplant_during_training.py RECIPIENT_RUN DONOR_RUN --step 100 --out checkpoints/transplants
+    python examples/transplant_during_training.py RECIPIENT_RUN DONOR_RUN --step 100 --out checkpoints/transplants
 
 Two forks of the recipient at --step: one whose starting weights carry the donor's Fourier neurons
 (W_in columns, b_in, W_out rows), one whose training forward sees the donor's activations at

@@ -1,9 +1,9 @@
 """Patch a donor's MLP neurons into a recipient (activations through hooks, or weights); print loss and accuracy.
 
-    python analyses/patch_neurons.py checkpoints/quick --step 100            # early recipient, last step as donor
-    python analyses/patch_neurons.py RUN --step 100 --donor OTHER_RUN --donor-step 2000 --neurons 3,17,42
+    python examples/patch_neurons.py checkpoints/quick --step 100            # early recipient, last step as donor
+    python examples/patch_neurons.py RUN --step 100 --donor OTHER_RUN --donor-step 2000 --neurons 3,17,42
 
-Recipient and donor are checkpoints of one run by default (seed 000's Fourier transplant: a grokked donor,
+Recipient and donor are checkpoints of one run by default (the Grokking Dynamics write-up's Fourier transplant: a grokked donor,
 a memorizing recipient); metrics use the recipient's train/test split. Without --neurons the donor's
 Fourier neurons are moved, and as many random neurons as a control. Activation patching by hand, on any
 model with TransformerLens hook names:

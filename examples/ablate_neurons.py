@@ -1,7 +1,7 @@
 """Ablate MLP neurons of a trained run through TransformerLens hooks; print loss and accuracy.
 
-    python analyses/ablate_neurons.py checkpoints/quick                       # Fourier neurons vs the rest
-    python analyses/ablate_neurons.py checkpoints/quick --neurons 3,17,42 --mode mean --step 1000
+    python examples/ablate_neurons.py checkpoints/quick                       # Fourier neurons vs the rest
+    python examples/ablate_neurons.py checkpoints/quick --neurons 3,17,42 --mode mean --step 1000
 
 Without --neurons it compares: no ablation; the Fourier neurons (dominant frequency is a key frequency,
 >= 50% of variance explained); all other neurons; as many random neurons (a control). The same
