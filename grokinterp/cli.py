@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .experiments.cli import add_repro_parser, run_repro_command
+from .experiments.cli import add_claims_parser, add_repro_parser, run_claims_command, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command
 from .experiments.warning.cli import add_warn_parser, run_warn_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _keys_epilog() -> str:
-    lines = ["config keys (override any with --KEY=VALUE; defaults are seed 001's Nanda configuration):"]
+    lines = ["config keys (override any with --KEY=VALUE; defaults are Nanda et al.'s configuration, as in the probe-stencil write-up):"]
     for key, default, type_name in all_keys():
         lines.append(f"  --{key:<28} {type_name:<14} default {default!r}")
     lines.append("  --plugins.NAME='{...}'         dict           a training plug-in's keyword arguments")
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sweep_parser(sub)
     add_repro_parser(sub)
+    add_claims_parser(sub)
     add_warn_parser(sub)
     return parser
 
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_import(args)
         if args.command == "repro":
             return run_repro_command(args)
+        if args.command == "claims":
+            return run_claims_command(args)
         if args.command == "warn":
             return run_warn_command(args, sys.argv[1:] if argv is None else argv)
         for name, overrides in PRESETS.items():

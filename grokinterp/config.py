@@ -246,10 +246,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 PRESET_NOTES = {
-    "nanda": "seed 001 / Nanda et al. 2023: p 113, 1 layer, 30% train, AdamW wd 1, seed 999, their init, split "
+    "nanda": "Nanda et al. 2023 (the probe-stencil write-up's baseline): p 113, 1 layer, 30% train, AdamW wd 1, seed 999, their init, split "
              "and float64 loss; groks at 5,160",
     "quick": "make train's default: p 59, 40% train; memorizes first, groks in about a minute on 2 cores",
-    "seed000": "seed 000's mod-113 2-layer transformer, 3,000-step budget",
+    "seed000": "the Grokking Dynamics write-up's mod-113 2-layer transformer, 3,000-step budget",
     "fast": "sweep workhorse: p 53, one torch thread, early stop; about a minute per run",
 }
 

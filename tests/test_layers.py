@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "grokinterp"
 
 # Lowest first. The first matching prefix of a module's dotted name (below `grokinterp.`) gives its layer.
 LAYERS = [
-    ("config",),
+    ("config", "stats"),  # inert data, and pure statistics of numbers
     ("tasks",),
     ("model", "hooked", "bridge", "objective"),  # the model, its TL views, and the loss it is trained on
     ("runs",),  # the run directory: one writer, the reader, the summary's definitions

@@ -1,4 +1,4 @@
-"""The probe stencil (seed 001): time offsets, the two-phase update, the regularizer's gradient, a tiny run."""
+"""The probe stencil (the probe-stencil write-up): time offsets, the two-phase update, the regularizer's gradient, a tiny run."""
 
 import copy
 import math

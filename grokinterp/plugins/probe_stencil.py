@@ -136,7 +136,7 @@ class ProbeStencil(Plugin):
             raise ConfigError(f"plugins.probe_stencil.offsets={offsets!r} must be a non-empty list of distinct "
                               "integers, e.g. [-1, 0, 1]")
         if lamb < 0:
-            raise ConfigError(f"plugins.probe_stencil.lamb={lamb!r} must be >= 0 (seed 001 uses 0.1)")
+            raise ConfigError(f"plugins.probe_stencil.lamb={lamb!r} must be >= 0 (the probe-stencil write-up uses 0.1)")
         if lr <= 0:
             raise ConfigError(f"plugins.probe_stencil.lr={lr!r} must be > 0")
         for key, value in (("hidden", hidden), ("probe_steps", probe_steps)):

@@ -23,7 +23,7 @@ def add_warn_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `warn` subcommand to the main parser's subparsers; returns it."""
     p = subparsers.add_parser(
         "warn", help="benchmark the early-warning diagnostics of a sweep (alarm lead times, false alarms, AUROC)",
-        description="Replay the early-warning diagnostics (seed 002, D1-D9) over every finished run of the sweep "
+        description="Replay the early-warning diagnostics (the related-work papers' signals) over every finished run of the sweep "
                     "directories (cached in each run), set each alarm's threshold on the control runs that never "
                     "grokked, and write the benchmark table and a lead-time figure.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
