@@ -80,6 +80,15 @@ class StepContext(dict):
         self.run_path = None if run_path is None else Path(run_path)  # None for a context built by hand
         self._memo = {} if memo is None else memo
 
+    def optimizer_state(self) -> dict[str, torch.Tensor] | None:
+        """The run's saved optimizer state at this step (`Run.optimizer_state`), or None where the run saved
+        none there (`train.state_every`) or the context was built by hand. The engine reads the file, so that
+        analyses receive the state instead of opening run directories themselves."""
+        if self.run_path is None:
+            return None
+        run = Run(self.run_path)
+        return run.optimizer_state(self.step) if self.step in run.state_steps else None
+
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """`compute()` once per checkpoint, whichever analysis asks first (same model, same task).
 

@@ -50,10 +50,12 @@ from ._warning_figures import (  # registers the "Early warning" section (the re
     warning_section,
     warning_signals_figure,
 )
+from ._lead_times import lead_time_strip_figure, lead_time_strip_svg
 from ._compare import comparison_figures, render_comparison, summary_rows, write_comparison
 from ._export import ExportError, export_backend, export_figure, export_figures, export_run_figures, find_chromium
 
 __all__ = [
+    "lead_time_strip_figure", "lead_time_strip_svg",
     # Nanda et al. 2023's views
     "NANDA_TITLES", "attention_fourier_figure", "embedding_circles_figure", "logit_attribution_figure",
     "nanda_figures", "neuron_logit_fourier_figure", "pair_loss_figure", "trig_fit_curve", "views_of",

@@ -81,21 +81,13 @@ def _optimizer_settings(run: Run) -> dict:
             "beta2": optim.beta2, "eps": optim.eps, "weight_decay": optim.weight_decay}
 
 
-def _state_at(context: StepContext) -> dict | None:
-    """The run's optimizer state at this step, if the run saved one there (`train.state_every`)."""
-    if context.run_path is None:
-        return None
-    run = Run(context.run_path)
-    return run.optimizer_state(context.step) if context.step in run.state_steps else None
-
-
 @register_analysis("curvature", version=1, kind="checkpoint", prepare=_optimizer_settings)
 def curvature(model, task: ModularTask, context: StepContext) -> dict:
     """`curvature_measures` on the training set (k=3, 8 trace probes, tol 1e-3, seed 0), plus eos_threshold:
     Cohen et al.'s (2 + 2 beta1) / (lr (1 - beta1)) at this step's learning rate (NaN while it is 0)."""
     settings = dict(context)
     lr = OptimConfig(**settings).lr_at(context.step)  # the training loop's schedule
-    out = curvature_measures(model, task.train_tokens, task.train_labels, optimizer_state=_state_at(context),
+    out = curvature_measures(model, task.train_tokens, task.train_labels, optimizer_state=context.optimizer_state(),
                              beta2=settings["beta2"], eps=settings["eps"],
                              l2=settings["weight_decay"] if settings["name"] == "adam" else 0.0)
     out["eos_threshold"] = adaptive_eos_threshold(lr, settings["beta1"]) if lr > 0 else math.nan

@@ -1,8 +1,8 @@
-"""Early-warning diagnostics D1-D7 and D9 of one run (the related-work papers), on one shared step axis.
+"""Early-warning diagnostics the per-run signals of one run (the related-work papers), on one shared step axis.
 
 `warning_diagnostics(run)` replays the per-checkpoint warning analyses (`WARNING_ANALYSES`: one forward per
-checkpoint, cached under `<run>/analysis/`) and adds what needs a whole series: D2's critical-slowing-down
-indicators, D3's rolling Hankel DMD, D6's update spectra (read from the checkpoints' W_E and W_in) and D9's
+checkpoint, cached under `<run>/analysis/`) and adds what needs a whole series: the Fiedler-value signal's critical-slowing-down
+indicators, the DMD signal's rolling Hankel DMD, the lock-in signal's update spectra (read from the checkpoints' W_E and W_in) and the weight-norm signal's
 norm peak and tanh fit (from metrics.csv). Every array is indexed by the replayed checkpoint steps, except
 `metric_series`, which follows metrics.csv's rows. Definitions: the `_warn_*` modules' docstrings.
 """
@@ -44,7 +44,7 @@ class WarningDiagnostics:
         csd_tau: series name -> {"ar1": tau, "variance": tau}, Dakos et al.'s Kendall tau on [T_mem, T_grok).
         scalars: lockin_fire_step_paper (paper threshold 0.04, t >= 100), norm_peak_step, norm_peak_lead,
             tanh_a, tanh_b, tanh_t0, tanh_w, tanh_r2, paper_csd_window (checkpoints), tau (logit temperature),
-            s_eff_at_memorization and weight_norm_at_memorization (for D1's sweep-level comparison).
+            s_eff_at_memorization and weight_norm_at_memorization (for the logit-scale signal's sweep-level comparison).
     """
 
     run_path: Path
@@ -82,13 +82,13 @@ SERIES_DOC = {
 
 
 def lockin_weights(run: Run, steps) -> np.ndarray:
-    """[n_steps, D] float64: W_E and every W_in of each checkpoint, flattened (D6's weights), read alone."""
+    """[n_steps, D] float64: W_E and every W_in of each checkpoint, flattened (the lock-in signal's weights), read alone."""
     rows = []
     for step in steps:
         with safe_open(str(run.path / "ckpt" / step_filename(int(step))), framework="np") as f:
             names = sorted(k for k in f.keys() if k.endswith(LOCKIN_WEIGHTS))
             if not names:
-                raise ValueError(f"{run.path} checkpoint {step} has none of {LOCKIN_WEIGHTS}; D6 needs them")
+                raise ValueError(f"{run.path} checkpoint {step} has none of {LOCKIN_WEIGHTS}; the lock-in signal needs them")
             rows.append(np.concatenate([f.get_tensor(k).reshape(-1).astype(np.float64) for k in names]))
     return np.stack(rows)
 
@@ -151,7 +151,7 @@ def warning_diagnostics(run: Run | str | Path, result: ReplayResult | None = Non
     if t_mem is not None and len(steps):
         scalars["s_eff_at_memorization"] = float(np.interp(t_mem, steps, series["s_eff"]))
 
-    # D2: the Fiedler values, the paper's raw rolling indicators, Dakos et al.'s on [T_mem, T_grok), online tau
+    # the Fiedler-value signal: the Fiedler values, the paper's raw rolling indicators, Dakos et al.'s on [T_mem, T_grok), online tau
     fiedler = {k: np.asarray(data[k], dtype=np.float64) for k in ("fiedler", "fiedler_normalized")}
     series.update(fiedler)
     spacing = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
@@ -180,14 +180,14 @@ def warning_diagnostics(run: Run | str | Path, result: ReplayResult | None = Non
                 values = 0.5 * np.log(np.where(values > 0, values, np.nan))
             csd_tau[name] = _metric_csd_tau(metric_steps, values, t_mem, t_grok)
 
-    # D3: rolling Hankel DMD on the log-probability quantiles
+    # the DMD signal: rolling Hankel DMD on the log-probability quantiles
     for split in ("test", "train"):
         dmd = rolling_dmd(np.asarray(data[f"{split}_logp_quantiles"], dtype=np.float64))
         series[f"dmd_residual_{split}"] = dmd["residual"]
         series[f"dmd_effective_rank_{split}"] = dmd["effective_rank"]
         series[f"dmd_max_eigenvalue_{split}"] = dmd["max_abs_eigenvalue"]
 
-    # D6: spectra of the last 20 checkpoint updates of W_E and W_in
+    # the lock-in signal: spectra of the last 20 checkpoint updates of W_E and W_in
     spectra = update_gram_spectra(lockin_weights(run, steps)) if len(steps) >= 2 else np.full((len(steps), 20), np.nan)
     series["lockin_spectra"] = spectra
     series["lockin_ratio"] = lockin_ratio(spectra)
@@ -195,7 +195,7 @@ def warning_diagnostics(run: Run | str | Path, result: ReplayResult | None = Non
     fire = lockin_fire_step(steps, series["lockin_slope"], PAPER_THRESHOLD, PAPER_T_MIN)
     scalars["lockin_fire_step_paper"] = None if fire is None else float(fire)
 
-    # D9: the weight-norm peak (every step) and the tanh kink of test accuracy
+    # the weight-norm signal: the weight-norm peak (every step) and the tanh kink of test accuracy
     metric_series = {"weight_norm": np.sqrt(metrics["weight_norm_sq"]) if "weight_norm_sq" in metrics else None}
     for column in ("train_acc", "test_acc", "train_loss", "test_loss"):
         metric_series[column] = metrics.get(column)

@@ -1,7 +1,7 @@
 """The shared pass of the early-warning diagnostics (the related-work papers).
 
 One forward per checkpoint over every example of the task (all p^2 pairs; div leaves out b = 0) keeps,
-at the final position (the `=` token, the only one the loss reads), what the diagnostics D1-D7 need:
+at the final position (the `=` token, the only one the loss reads), what the diagnostics the per-checkpoint signals need:
 
 - `blocks.{l}.hook_resid_pre / hook_resid_mid / hook_resid_post`  -> resid_pre/mid/post [n_layers, batch, d_model]
 - `blocks.{l}.attn.hook_pattern[:, :, -1, :]`                     -> pattern [n_layers, batch, n_heads, k_pos]

@@ -62,7 +62,7 @@ class GMMFit:
 
 def shared_variance_gmm(z: Float[Tensor, "n d"], n_clusters: int = GMM_COMPONENTS, seed: int = GMM_SEED,
                         max_iter: int = 100, tol: float = 1e-5) -> GMMFit:
-    """EM for an equal-weight isotropic GMM with one shared variance sigma^2 (D7's choice of probe).
+    """EM for an equal-weight isotropic GMM with one shared variance sigma^2 (the GMM-bifurcation signal's choice of probe).
 
     E: r_nk = softmax_k(-||z_n - mu_k||^2 / (2 sigma^2)); M: mu_k = weighted means,
     sigma^2 = sum r_nk ||z_n - mu_k||^2 / (N d). Stops when sigma^2 changes by less than `tol` (relative).

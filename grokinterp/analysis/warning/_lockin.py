@@ -24,7 +24,7 @@ WINDOW = 20
 LAG = 25
 PAPER_THRESHOLD = 0.04
 PAPER_T_MIN = 100
-LOCKIN_WEIGHTS = ("embed.W_E", "mlp.W_in")  # state-dict name suffixes whose updates D6 follows
+LOCKIN_WEIGHTS = ("embed.W_E", "mlp.W_in")  # state-dict name suffixes whose updates the lock-in signal follows
 
 
 def update_gram_spectra(weights, window: int = WINDOW) -> np.ndarray:

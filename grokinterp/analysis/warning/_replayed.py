@@ -3,17 +3,17 @@
 One registered analysis (one cache file per checkpoint) gathers five pure functions of one checkpoint. All
 but the last read one shared forward (`warning_forward`, memoised through `StepContext.shared`):
 
-- `warn_logits` (D1, and D3's inputs): s_eff, softmax collapse, layer gains, train/test loss and accuracy,
+- `warn_logits` (the logit-scale signal, and the DMD signal's inputs): s_eff, softmax collapse, layer gains, train/test loss and accuracy,
   32 quantiles of log p(y|x) on train and on test.
-- `warn_alignment` (D4): log-alignment ratio of W_U with the final residual stream on train examples.
-- `warn_heads` (D5): head similarity C and entropy spread S per layer.
-- `warn_gmm` (D7): beta / beta_c of a K = 16 shared-variance GMM probe and NC1 per layer (final-position
+- `warn_alignment` (the log-alignment signal): log-alignment ratio of W_U with the final residual stream on train examples.
+- `warn_heads` (the attention-head signal): head similarity C and entropy spread S per layer.
+- `warn_gmm` (the GMM-bifurcation signal): beta / beta_c of a K = 16 shared-variance GMM probe and NC1 per layer (final-position
   `hook_resid_post` of each layer on train examples; the spec allows `mlp.hook_post` too, left out),
   and tr(Sigma_W) / tr(Sigma_B), a pseudo-inverse-free NC1 variant.
-- `warn_fiedler` (D2): lambda_2 of the weight graph's Laplacian and of its normalized Laplacian.
+- `warn_fiedler` (the Fiedler-value signal): lambda_2 of the weight graph's Laplacian and of its normalized Laplacian.
 
 `WARNING_ANALYSES` = ("warning",); `replay(run, WARNING_ANALYSES)` computes them all, one forward per
-checkpoint. The logit temperature tau of D1 is the run's `logit_temperature` plug-in's (1 without it).
+checkpoint. The logit temperature tau of the logit-scale signal is the run's `logit_temperature` plug-in's (1 without it).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def run_temperature(run: Run) -> dict:
 
 
 def warn_logits(model, task: ModularTask, context) -> dict:
-    """D1 (Khanh 2026; Prieto et al. 2025) at one checkpoint, plus the log-probability quantiles D3 reads.
+    """The logit-scale signal (Khanh 2026; Prieto et al. 2025) at one checkpoint, plus the log-probability quantiles the DMD signal reads.
 
     Returns:
         s_eff, softmax_collapse, resid_pre_norm, train/test loss and acc: scalars; gains [2 n_layers + 1];
@@ -68,7 +68,7 @@ def warn_logits(model, task: ModularTask, context) -> dict:
 
 
 def warn_alignment(model, task: ModularTask, context) -> dict:
-    """D4 (Shehper, Vaswani 2026): LAR and k_eff of W_U with `unembed.hook_in` on train; p, q [d_model]."""
+    """The log-alignment signal (Shehper, Vaswani 2026): LAR and k_eff of W_U with `unembed.hook_in` on train; p, q [d_model]."""
     cache = _cache(model, task, context)
     with torch.no_grad():
         fit = log_alignment_ratio(model.W_U.detach(), cache.unembed_in[cache.train_idx])
@@ -76,7 +76,7 @@ def warn_alignment(model, task: ModularTask, context) -> dict:
 
 
 def warn_heads(model, task: ModularTask, context) -> dict:
-    """D5 (Verma 2026) over all examples: head_similarity, entropy_spread [n_layers]; head_entropy [n_layers, n_heads]."""
+    """The attention-head signal (Verma 2026) over all examples: head_similarity, entropy_spread [n_layers]; head_entropy [n_layers, n_heads]."""
     cache = _cache(model, task, context)
     patterns = cache.pattern
     return {"head_similarity": torch.tensor([head_similarity(p) for p in patterns], dtype=torch.float64),
@@ -85,7 +85,7 @@ def warn_heads(model, task: ModularTask, context) -> dict:
 
 
 def warn_gmm(model, task: ModularTask, context) -> dict:
-    """D7 (Yang 2026) per layer on train examples: beta_ratio, beta_c, sigma_w2, em_iterations, nc1,
+    """The GMM-bifurcation signal (Yang 2026) per layer on train examples: beta_ratio, beta_c, sigma_w2, em_iterations, nc1,
     nc1_trace_ratio [n_layers]."""
     cache = _cache(model, task, context)
     train = cache.train_idx
@@ -99,7 +99,7 @@ def warn_gmm(model, task: ModularTask, context) -> dict:
 
 
 def warn_fiedler(model, task: ModularTask, context) -> dict:
-    """D2 (Benfield 2026): fiedler, fiedler_normalized of the weight graph (attention omitted)."""
+    """The Fiedler-value signal (Benfield 2026): fiedler, fiedler_normalized of the weight graph (attention omitted)."""
     return model_fiedler_values(model)
 
 

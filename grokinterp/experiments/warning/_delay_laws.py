@@ -1,4 +1,4 @@
-"""D8, delay laws of grokking fitted across the runs of a sweep, with bootstrap confidence intervals (the related-work papers).
+"""The delay laws, delay laws of grokking fitted across the runs of a sweep, with bootstrap confidence intervals (the related-work papers).
 
 (a) First passage: Khanh, Hoa, Trung, Duc 2026, "First-Passage Prediction of Grokking Delay",
     arXiv:2605.18845. Under AdamW the squared weight norm V = ||theta||^2 decays on the plateau as

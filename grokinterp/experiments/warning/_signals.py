@@ -1,7 +1,7 @@
 """Alarm rules of the early-warning diagnostics: one causal signal a(t) per rule (larger = more alarming).
 
-The spec fixes the rules of D3 (rho above theta for 3 windows) and D6
-(s(t) above the controls' level), and D2's statistic (Kendall tau > 0). For the others it says what should
+The spec fixes the rules of the DMD signal (rho above theta for 3 windows) and the lock-in signal
+(s(t) above the controls' level), and the Fiedler-value signal's statistic (Kendall tau > 0). For the others it says what should
 happen at the grok, and the signal below follows that claim (our choice, stated per rule). Every signal at
 step t uses only checkpoints (or metric rows) up to t; "since T_mem" means the running extreme is taken
 from the memorization step on (NaN before it). Thresholds are never set here: see `_alarms`.
@@ -19,7 +19,7 @@ from ...analysis.warning import WarningDiagnostics
 
 @dataclass(frozen=True)
 class AlarmRule:
-    """name (table row), diagnostic (D1..D9), signal(diagnostics) -> (steps, values), persist, description."""
+    """name (table row), diagnostic (the logit-scale signal..D9), signal(diagnostics) -> (steps, values), persist, description."""
 
     name: str
     diagnostic: str

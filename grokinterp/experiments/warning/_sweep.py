@@ -4,7 +4,7 @@ Runs are split into roles: *controls* (matched by `--controls`: a KEY=VALUE filt
 default `optim.weight_decay=0`, or a sweep / run directory) that never grokked calibrate the thresholds;
 the other runs that grokked are scored. Controls that grokked and scored runs that did not are listed and
 left out. Per run, `warning_diagnostics` (cached in the run) gives every signal; `_alarms` scores them;
-D8's delay laws are fitted where the sweep varies what they need.
+the delay laws' delay laws are fitted where the sweep varies what they need.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class WarnRun:
 
 @dataclass
 class WarnResult:
-    """The benchmark: runs by role, per-rule AlarmStats, D8 fits (name -> LawFit or a dict of numbers)."""
+    """The benchmark: runs by role, per-rule AlarmStats, the delay laws fits (name -> LawFit or a dict of numbers)."""
 
     sources: list[Path]
     controls: list[str]
@@ -154,7 +154,7 @@ def _evaluate_run(name: str, path: Path, status: str, is_control: bool, workers:
 
 
 def fit_delay_laws(runs: Sequence[WarnRun]) -> dict[str, object]:
-    """D8 on the grokking runs: first passage (cross-cell prediction, or leave-one-out within one cell), and
+    """The delay laws on the grokking runs: first passage (cross-cell prediction, or leave-one-out within one cell), and
     the clamp, weight-decay and Arrhenius laws when the runs vary rho, weight decay or noise temperature."""
     grok = [r for r in runs if r.role == "grokking"]
     out: dict[str, object] = {}
@@ -201,7 +201,7 @@ def fit_delay_laws(runs: Sequence[WarnRun]) -> dict[str, object]:
 
 
 def logit_scale_mediation(runs: Sequence[WarnRun]) -> dict[str, float]:
-    """D1's sweep claim (Khanh 2026): across grokking runs, R^2 of ln(gap) regressed on ln s_eff(T_mem), and on
+    """the logit-scale signal's sweep claim (Khanh 2026): across grokking runs, R^2 of ln(gap) regressed on ln s_eff(T_mem), and on
     ln ||theta||(T_mem) (the logit scale should explain the delay better). Empty with fewer than 3 runs."""
     rows = [(r.grokking_step - r.memorization_step, r.facts.get("s_eff_at_memorization"),
              r.facts.get("weight_norm_at_memorization")) for r in runs if r.memorization_step is not None]
