@@ -146,3 +146,13 @@ def test_no_module_imports_another_packages_private_module():
             if not (module == owner or module.startswith(owner + ".")):
                 private.append(f"grokinterp/{path.relative_to(PACKAGE)}:{line} imports grokinterp.{target}")
     assert not private, "imports of another package's private module:\n" + "\n".join(private)
+
+
+def test_analyses_read_no_files_themselves():
+    """Analyses take what they need as arguments (or read it through `Run` and the replay engine)."""
+    readers = ("safe_open", "open(", "read_text", "write_text", "load_file", "load_tensors", "read_metrics")
+    found = [f"grokinterp/{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+             for module, path in modules().items()
+             if module.startswith("analysis") and module != "analysis.replay_engine"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if any(r in line for r in readers)]
+    assert not found, "file access in analysis modules:\n" + "\n".join(found)

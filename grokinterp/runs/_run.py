@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from torch import Tensor
 
 from ..config import RunConfig
@@ -87,6 +88,22 @@ class Run:
         if step not in self.steps:
             raise RunError(f"no checkpoint at step {step} in {self.path}; available: {_span(self.steps)}")
         return load_tensors(self.path / "ckpt" / step_filename(step))
+
+    def flat_weights(self, steps, suffixes: tuple[str, ...]) -> np.ndarray:
+        """[n_steps, D] float64: the checkpoint tensors whose names end with one of `suffixes` (in sorted name
+        order), flattened and concatenated, one row per step; only those tensors are read.
+
+        Raises:
+            ValueError: a checkpoint holds none of them.
+        """
+        rows = []
+        for step in steps:
+            with safe_open(str(self.path / "ckpt" / step_filename(int(step))), framework="np") as f:
+                names = sorted(k for k in f.keys() if k.endswith(tuple(suffixes)))
+                if not names:
+                    raise ValueError(f"{self.path} checkpoint {step} has no tensor named *{'|*'.join(suffixes)}")
+                rows.append(np.concatenate([f.get_tensor(k).reshape(-1).astype(np.float64) for k in names]))
+        return np.stack(rows)
 
     def optimizer_state(self, step: int) -> dict[str, Tensor]:
         """Adam moments and the rest of the resume state at `step` (see `state_steps`)."""

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
 
-from ...runs import Run, step_filename
+from ...runs import Run
 from ..replay_engine import ReplayResult, replay
 from ._slowing import csd_alarm_series, csd_indicators, rolling_ar1, rolling_variance_ratio
 from ._dmd import rolling_dmd
@@ -83,14 +82,10 @@ SERIES_DOC = {
 
 def lockin_weights(run: Run, steps) -> np.ndarray:
     """[n_steps, D] float64: W_E and every W_in of each checkpoint, flattened (the lock-in signal's weights), read alone."""
-    rows = []
-    for step in steps:
-        with safe_open(str(run.path / "ckpt" / step_filename(int(step))), framework="np") as f:
-            names = sorted(k for k in f.keys() if k.endswith(LOCKIN_WEIGHTS))
-            if not names:
-                raise ValueError(f"{run.path} checkpoint {step} has none of {LOCKIN_WEIGHTS}; the lock-in signal needs them")
-            rows.append(np.concatenate([f.get_tensor(k).reshape(-1).astype(np.float64) for k in names]))
-    return np.stack(rows)
+    try:
+        return run.flat_weights(steps, LOCKIN_WEIGHTS)
+    except ValueError as e:
+        raise ValueError(f"{e}; the lock-in signal needs them") from None
 
 
 def _window_mask(steps: np.ndarray, start: int | None, stop: int | None) -> np.ndarray:
