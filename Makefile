@@ -8,6 +8,8 @@ STAMP := $(VENV)/.grokinterp-installed
 EXTRAS ?= dev
 RUN ?= checkpoints/quick
 export OMP_NUM_THREADS ?= 2
+# Passive OpenMP waiting: spinning threads collapse 2-thread training when anything else runs (bench/bench_omp.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: venv train train-nanda analyze test test-slow bench clean help repro-warn claims
 

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+# OpenMP's default wait policy spins idle threads; when anything else runs on the machine, 2-thread training
+# then collapses (measured: the nanda preset 3.6x slower). Passive waiting costs little on an idle machine
+# (bench/bench_omp.py). Set before torch loads OpenMP; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .experiments.cli import add_claims_parser, add_repro_parser, run_claims_command, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command

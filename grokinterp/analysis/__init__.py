@@ -6,6 +6,7 @@ replay engine that runs registered analyses over a run's checkpoints.
   sharpness, and gradient geometry (half-batch agreement, per-sample gradient rank).
 - `warning`: early-warning signals of grokking for one run (`warning.warning_diagnostics`).
 - `dynamics`: post-grokking dynamics of metric series (oscillations, collapses, phase locking).
+- `transitions`: transition-timing estimators of metric series (lags, drops, spikes, trends).
 - `interventions`: hook-based neuron ablation, patching and weight transplants.
 - the replay engine (`replay`, `register_analysis`, ...), source `replay_engine.py`.
 
@@ -27,15 +28,15 @@ from .replay_engine import (
     replay,
     select_steps,
 )
-from . import fourier, curvature, warning, dynamics, interventions  # importing them registers their analyses
+from . import fourier, curvature, warning, dynamics, interventions, transitions  # importing them registers their analyses
 
 __all__ = [
-    "fourier", "curvature", "warning", "dynamics", "interventions",
+    "fourier", "curvature", "warning", "dynamics", "interventions", "transitions",
     "STANDARD_ANALYSES", "Analysis", "ReplayResult", "StepContext", "available_analyses", "get_analysis",
     "register_analysis", "replay", "select_steps",
 ]
 
-_TOPICS = (fourier, curvature, warning, dynamics, interventions)
+_TOPICS = (fourier, curvature, warning, dynamics, interventions, transitions)
 
 
 def __getattr__(name: str):

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..runs import atomic_write_bytes
 from ..stats import Estimate, bootstrap_ci, median_difference_ci, median_ratio_ci, wilson_interval
+from .geometry import median_event
 from .repro_data import DATA_DIR, ReproData, load_data
 
 LEDGER = Path("docs/claims.md")
@@ -310,28 +311,28 @@ CLAIMS: list[Claim] = [
           "transplant", transplant_delta("activations"), FAST + "; 4 recipients", digits=0),
     Claim("dyn-hessian-spike", DYNAMICS, "the top Hessian eigenvalue spikes ~20x during memorization",
           around(20.0, "~20x"), "max top eigenvalue in memorization ÷ its value at init", "geometry",
-          None, "the `twolayer` preset"),
+          median_event("spike_factor"), "the `twolayer` preset, 3 seeds", n_min=3),
     Claim("dyn-hessian-decline", DYNAMICS, "the curvature decline starts around step 600",
-          around(600, "~600 steps"), "step where the top eigenvalue's decline starts", "geometry", None,
-          "the `twolayer` preset"),
+          around(600, "~600 steps"), "step where the top eigenvalue's decline starts", "geometry",
+          median_event("decline_step"), "the `twolayer` preset, 3 seeds", n_min=3, digits=0),
     Claim("dyn-lag-beta0", DYNAMICS, "at β1 = 0 generalization follows the curvature decline almost at once",
-          between(-100, 100, "~0 steps"), "lag decline → test-accuracy rise at β1 0 (steps)", "geometry", None,
-          "the `twolayer` preset"),
+          between(-100, 100, "~0 steps"), "lag decline → test-accuracy rise at β1 0 (steps)", "geometry",
+          median_event("lag", 0.0), "the `twolayer` preset, 3 seeds", n_min=3, digits=0),
     Claim("dyn-lag-beta09", DYNAMICS, "at β1 = 0.9 generalization lags the curvature decline by ~400 steps",
-          around(400, "~400 steps"), "lag decline → test-accuracy rise at β1 0.9 (steps)", "geometry", None,
-          "the `twolayer` preset"),
+          around(400, "~400 steps"), "lag decline → test-accuracy rise at β1 0.9 (steps)", "geometry",
+          median_event("lag", 0.9), "the `twolayer` preset, 3 seeds", n_min=3, digits=0),
     Claim("dyn-agreement-rises", DYNAMICS, "half-batch gradient agreement rises during memorization",
-          above(0.0, "slope > 0"), "slope of agreement over the memorization phase", "geometry", None,
-          "the `twolayer` preset"),
+          above(0.0, "slope > 0"), "slope of agreement over the memorization phase (per 1k steps)", "geometry",
+          median_event("agreement_slope"), "the `twolayer` preset, 3 seeds", n_min=3, digits=3),
     Claim("dyn-momentum-cosine", DYNAMICS, "the momentum–gradient cosine is −0.1 to −0.3 after memorization",
-          between(-0.3, -0.1, "−0.1 to −0.3"), "median cosine after memorization", "geometry", None,
-          "the `twolayer` preset"),
+          between(-0.3, -0.1, "−0.1 to −0.3"), "median cosine between memorization and grokking", "geometry",
+          median_event("mom_cos"), "the `twolayer` preset, 3 seeds", n_min=3),
     Claim("dyn-rank-drop", DYNAMICS, "the effective rank of per-sample gradients drops 30–40 % at grokking",
-          between(0.30, 0.40, "30–40 %"), "relative drop of the effective rank across grokking", "geometry", None,
-          "the `twolayer` preset"),
+          between(0.30, 0.40, "30–40 %"), "relative drop of the effective rank across grokking", "geometry",
+          median_event("rank_drop"), "the `twolayer` preset, 3 seeds", n_min=3),
     Claim("dyn-fourier-by-700", DYNAMICS, "Fourier features are present by step 700 (during memorization)",
-          above(0.5, "most of the final structure"), "key-frequency share at step 700 ÷ final", "geometry", None,
-          "the `twolayer` preset"),
+          above(0.5, "most of the final structure"), "key-frequency share at step 700 ÷ final", "geometry",
+          median_event("share_ratio"), "the `twolayer` preset, 3 seeds", n_min=3),
     Claim("dyn-cifar-no-grok", DYNAMICS, "a tiny ViT on CIFAR-10 neither groks nor oscillates",
           below(0.5, "no run"), "fraction of ViT runs that grok", None, None, "no CIFAR-10 data on this machine"),
     # Grokking as Manifold Selection Under Constraint (n = 1 per arm in the source)
@@ -392,9 +393,11 @@ def _load(page: str, data_root: str) -> ReproData | None:
         return None
 
 
-def evaluate(claim: Claim, data_root: Path = DATA_DIR) -> tuple[Estimate | None, str]:
-    """(our estimate, verdict) for one claim from the committed data under `data_root`."""
-    data = _load(claim.page, str(data_root)) if claim.page and claim.measure else None
+def evaluate(claim: Claim, data_root: Path = DATA_DIR, data: ReproData | None = None) -> tuple[Estimate | None, str]:
+    """(our estimate, verdict) for one claim from `data` (its page's results) or from the committed data
+    under `data_root`."""
+    if data is None:
+        data = _load(claim.page, str(data_root)) if claim.page and claim.measure else None
     estimate = claim.measure(data) if data is not None else None
     return estimate, verdict(estimate, claim.target, claim.n_min)
 
@@ -407,10 +410,10 @@ def _ours(estimate: Estimate | None, digits: int) -> str:
     return estimate.format(digits)
 
 
-def _rows(claims, data_root: Path, with_page: bool):
+def _rows(claims, data_root: Path, with_page: bool, data: ReproData | None = None):
     rows = []
     for c in claims:
-        estimate, v = evaluate(c, data_root)
+        estimate, v = evaluate(c, data_root, data if c.measure else None)
         row = [c.id, c.text, c.target.text, c.quantity, _ours(estimate, c.digits),
                str(estimate.n) if estimate else "–", c.scale or "–", f"**{v}**"]
         if with_page:
@@ -419,14 +422,15 @@ def _rows(claims, data_root: Path, with_page: bool):
     return rows
 
 
-def claims_table(page: str, data_root: Path = DATA_DIR) -> str:
-    """The markdown table of the claims a reproduction page measures ('' when it measures none)."""
+def claims_table(page: str, data: ReproData | None = None, data_root: Path = DATA_DIR) -> str:
+    """The markdown table of the claims a reproduction page measures, from `data` (default: the committed
+    data of `page`); '' when the page measures none."""
     from .repro import markdown_table
 
     claims = [c for c in CLAIMS if c.page == page]
     if not claims:
         return ""
-    rows = _rows(claims, data_root, with_page=False)
+    rows = _rows(claims, data_root, with_page=False, data=data)
     return markdown_table(["claim", "source says", "source's number", "our quantity", "ours [95% CI]", "n",
                            "scale", "verdict"], [r for r, _ in rows])
 

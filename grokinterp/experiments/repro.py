@@ -225,8 +225,7 @@ def gap_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
 def transplant_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
     """Per recipient: its own grokking step (the control) and that of each transplant fork
     (`transplants.csv`: recipient, mode, grokking_step, neurons, wall_time_s)."""
-    columns = ["recipient", "control grokked", "weights: grokked (Δ)", "activations: grokked (Δ)", "neurons moved",
-               "source reports"]
+    columns = ["recipient", "control grokked", "weights: grokked (Δ)", "activations: grokked (Δ)", "neurons moved"]
     forks = data.extras.get("transplants", [])
     control = {r.name: r.summary.get("grokking_step") for r in data.records}
     rows = []
@@ -240,7 +239,7 @@ def transplant_table(data: ReproData, reference: dict) -> tuple[list[str], list[
             c = control.get(recipient)
             cells_.append(fmt(grok) + (f" ({grok - c:+,})" if grok is not None and c is not None else "")
                           if f else "not run")
-        rows.append([recipient, fmt(control.get(recipient)), *cells_, neurons, reference.get("all", "–")])
+        rows.append([recipient, fmt(control.get(recipient)), *cells_, neurons])
     return columns, rows
 
 
@@ -318,7 +317,8 @@ def _setup(repro: Reproduction, data: ReproData) -> str:
             + "".join(f"; and {grid(p)}" for p in repro.parts)
             + f"; step budget {data.sweep['steps']:,}; {data.sweep['machine']}, one torch thread per run. "
             f"{len(data.finished())} of {len(data.records)} runs finished; their CPU time: "
-            f"{sum(walls) / 3600:.2f} h (sum of run wall times).")
+            f"{sum(walls) / 3600:.2f} h (sum of run wall times)."
+            + (f" Data transcribed from {data.sweep['transcribed_from']}." if data.sweep.get("transcribed_from") else ""))
 
 
 def write_reproduction_doc(repro: Reproduction, data: ReproData, docs_dir: Path = DOCS_DIR,
@@ -347,7 +347,7 @@ def write_reproduction_doc(repro: Reproduction, data: ReproData, docs_dir: Path 
             "## Measured", "",
             "Medians with 95 % percentile-bootstrap intervals; rates as k/n with 95 % Wilson intervals.", "",
             markdown_table(columns, rows), ""]
-    verdicts = claims_table(page=repro.name)
+    verdicts = claims_table(page=repro.name, data=data)
     if verdicts:
         text += ["## Claims and verdicts", "", "By the rule at the top of [the claims ledger](../claims.md).", "",
                  verdicts, ""]

@@ -170,6 +170,75 @@ _register(Reproduction(
 ))
 
 
+def _geometry_post(out, progress: bool) -> None:
+    from .geometry import replay_geometry
+
+    replay_geometry(out, progress)
+
+
+def _geometry_export(out: Path, data_dir: Path) -> None:
+    from .geometry import export_geometry
+
+    export_geometry(out, data_dir)
+
+
+def _geometry_table(data, reference):
+    from .geometry import geometry_table
+
+    return geometry_table(data, reference)
+
+
+def _geometry_figures(data):
+    from .geometry import geometry_figures
+
+    return geometry_figures(data)
+
+
+_register(Reproduction(
+    name="geometry",
+    title=f"the geometry of the transition on the write-up's own model ({DYNAMICS})",
+    claim="On a+b mod 113 with a 2-layer transformer: the top Hessian eigenvalue spikes ~20x during memorization "
+          "and declines from ~step 600; test accuracy follows the decline almost at once at β1 = 0 and ~400 steps "
+          "later at β1 = 0.9; agreement rises during memorization; the momentum–gradient cosine is −0.1 to −0.3 "
+          "after memorization; the effective rank of per-sample gradients drops 30–40 % at grokking; Fourier "
+          "features are present by step 700.",
+    spec=SweepSpec({"optim.beta1": [0.0, 0.9], "model.seed": list(range(3))}, preset="twolayer",
+                   overrides={"train.ckpt_every": 25, "train.state_every": 500, "train.early_stop_after": None,
+                              "plugins.grad_agreement": {"every": 10}}),
+    scale="The `twolayer` preset (the write-up's architecture; train fraction and learning rate from "
+          "calibration.md), 3 seeds per β1; checkpoints every 25 steps, replayed every 25 steps to step 1,000 and "
+          "every 100 after (top eigenvalue by Lanczos, tol 1e-3; effective rank of 128 per-sample gradients).",
+    reference={"spike_factor": "~20x", "decline_step": "~600", "lag": "β1 0: ~0; β1 0.9: ~400",
+               "agreement_slope": "rises (> 0)", "mom_cos": "−0.1 to −0.3", "rank_drop": "0.30–0.40",
+               "share_ratio": "present by 700", "gini_ratio": "present by 700"},
+    table=_geometry_table,
+    figures=_geometry_figures,
+    post=_geometry_post,
+    export_extra=_geometry_export,
+    series=("test_acc", "train_acc", "grad_agreement", "mom_grad_cos"),
+    series_every=5,
+))
+
+
+CALIBRATION_ARMS = {"frac0.5_lr1e-3": {"task.frac_train": 0.5, "optim.lr": 1e-3},
+                    "frac0.4_lr3e-3": {"task.frac_train": 0.4, "optim.lr": 3e-3},
+                    "frac0.3_lr3e-3": {"task.frac_train": 0.3, "optim.lr": 3e-3}}
+
+_register(Reproduction(
+    name="calibration",
+    title=f"calibrating the `twolayer` preset to the write-up's timescales ({DYNAMICS})",
+    claim="The write-up's 2-layer a+b mod 113 transformer memorizes first and shows its \"phase transition\" near "
+          "step 1,500 under default AdamW (β1 0.9, wd 1) within a 3,000-step budget; at β1 = 0 a gap of a few "
+          "hundred steps remains. It does not state its train fraction or learning rate: they are chosen here.",
+    spec=SweepSpec({"model.seed": [0]}, preset="twolayer", overrides={"train.early_stop_after": 100},
+                   arms=CALIBRATION_ARMS),
+    scale="Candidates (train fraction, learning rate) on the write-up's architecture (Nanda et al.'s init and "
+          "biases), one seed each first; the closest get 3 seeds and a β1 = 0 arm. Runs stop 100 steps after "
+          "grokking. One torch thread per run on a shared 2-core machine: wall times are upper bounds.",
+    reference={arm: "memorize first, grok ≈ 1,500" for arm in CALIBRATION_ARMS},
+))
+
+
 def get(name: str) -> Reproduction:
     if name not in REPRODUCTIONS:
         raise ConfigError(f"unknown reproduction {name!r}; choose one of {sorted(REPRODUCTIONS)}")
