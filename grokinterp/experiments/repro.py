@@ -159,6 +159,26 @@ def speedup_table(data: ReproData, reference: dict) -> tuple[list[str], list[lis
     return columns, rows
 
 
+def speedup_ci_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
+    """Per arm over its seeds: grok rate, median grokking step [bootstrap CI] and the speed-up vs the
+    "baseline" arm, median(baseline) ÷ median(arm), with a two-sample bootstrap CI."""
+    from ..stats import median_ratio_ci
+
+    columns = ["arm", "runs", "grok rate [95% CI]", "median grokked [CI]", "speed-up vs baseline [CI]",
+               "source reports", "median wall s"]
+    by_arm = cells(data, ["arm"])
+    base = next(([r.summary["grokking_step"] for r in m if r.finished and r.summary.get("grokking_step")]
+                 for v, m in by_arm if v["arm"] == "baseline"), [])
+    rows = []
+    for values, members in by_arm:
+        done = [r for r in members if r.finished]
+        groks = [r.summary["grokking_step"] for r in done if r.summary.get("grokking_step") is not None]
+        ratio = median_ratio_ci(base, groks).format(2, suffix="x") if base and groks else "–"
+        rows.append([values["arm"], str(len(done)), rate_ci(done, lambda s: s["status"] == "grokked"),
+                     median_ci(done, "grokking_step"), ratio, reference.get(values["arm"], "–"), _median_wall(done)])
+    return columns, rows
+
+
 def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
     """Per run after grokking: the cycle test of test accuracy (periodogram peak vs AR(1) red noise: period,
     amplitude, p), the weight norm's Lomb-Scargle period, the accuracy-norm phase locking (PLV) with its

@@ -126,10 +126,13 @@ class ProbeStencil(Plugin):
         layer: whose MLP is probed.
         probe_steps: probe updates per epoch in phase 1.
         fresh_forward: phase 1 runs its own forward (the probe-stencil write-up); False reuses the training forward's activations.
+        reduction: how L_k averages the squared error: "mean" over examples and units (default), or "sum" over
+            the units and mean over examples, the squared norm ‖f(mlp_in) − mlp_hidden‖² per example as the
+            write-up's formula reads (d_mlp times larger, so the same lamb weighs it d_mlp times more).
     """
 
     def __init__(self, offsets: list[int] = (-1, 0, 1), lamb: float = 0.1, lr: float = 1e-3, hidden: int = 64,
-                 layer: int = 0, probe_steps: int = 1, fresh_forward: bool = True):
+                 layer: int = 0, probe_steps: int = 1, fresh_forward: bool = True, reduction: str = "mean"):
         offsets = list(offsets)
         integers = all(isinstance(k, int) and not isinstance(k, bool) for k in offsets)
         if not offsets or not integers or len(set(offsets)) != len(offsets):
@@ -139,6 +142,9 @@ class ProbeStencil(Plugin):
             raise ConfigError(f"plugins.probe_stencil.lamb={lamb!r} must be >= 0 (the probe-stencil write-up uses 0.1)")
         if lr <= 0:
             raise ConfigError(f"plugins.probe_stencil.lr={lr!r} must be > 0")
+        if reduction not in ("mean", "sum"):
+            raise ConfigError(f"plugins.probe_stencil.reduction={reduction!r} must be \"mean\" or \"sum\"")
+        self.reduction = reduction
         for key, value in (("hidden", hidden), ("probe_steps", probe_steps)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"plugins.probe_stencil.{key}={value!r} must be a positive integer")
@@ -184,6 +190,8 @@ class ProbeStencil(Plugin):
         for x, _ in pairs.values():
             if id(x) not in predictions:
                 predictions[id(x)] = self.probe(x)
+        if self.reduction == "sum":
+            return {k: (predictions[id(x)] - y).pow(2).sum(-1).mean() for k, (x, y) in pairs.items()}
         return {k: F.mse_loss(predictions[id(x)], y) for k, (x, y) in pairs.items()}
 
     # ----- phase 1: the probe learns, the model is frozen -----

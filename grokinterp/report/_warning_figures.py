@@ -112,7 +112,7 @@ def warning_section(run: Run, result: ReplayResult | None) -> dict[str, go.Figur
 
 
 register_figures(warning_section, {
-    "warning_signals": "Early warning: every signal on one step axis (seed 002)",
+    "warning_signals": "Early warning: every signal on one step axis (related work on early warning)",
     "warning_csd": "Early warning: critical slowing down of the Fiedler value (D2)",
     "warning_bifurcation": "Early warning: the β/β_c bifurcation path (D7)",
 })

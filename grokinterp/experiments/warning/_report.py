@@ -118,7 +118,7 @@ def write_warn_markdown(result: WarnResult, out: Path, figure: Path, command: st
     counts = {role: len(result.of_role(role)) for role in ("grokking", "control", "control_grokked", "not_grokked")}
     rel = os.path.relpath(figure, out.parent)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = f"""# Early warning of grokking: alarm benchmark (seed 002)
+    text = f"""# Early warning of grokking: alarm benchmark (related work on early warning)
 
 Written by `{command or 'grokinterp warn'}` on {when} ({result.wall_time_s:.0f} s).
 Runs from {', '.join(str(s) for s in result.sources)}; controls: {', '.join(result.controls)}.
