@@ -1,4 +1,4 @@
-"""The probe stencil (seed 001): time offsets, the two-phase update, the regularizer's gradient, a tiny run."""
+"""The probe stencil (the probe-stencil write-up): time offsets, the two-phase update, the regularizer's gradient, a tiny run."""
 
 import copy
 import math
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import grokinterp.plugins  # noqa: F401  (registers the plug-ins)
 from grokinterp.config import ConfigError
-from grokinterp.launch import train_run
+from grokinterp.train import train_run
 from grokinterp.plugins import ActivationBuffer, ProbeStencil, stencil_pairs
 from grokinterp.runs import load_tensors, step_filename
 from grokinterp.tasks import make_task

@@ -1,4 +1,4 @@
-"""Fourier-neuron transplants (seed 000): move a grokked donor's Fourier neurons into an early checkpoint
+"""Fourier-neuron transplants (the Grokking Dynamics write-up): move a grokked donor's Fourier neurons into an early checkpoint
 of another run and see whether the recipient groks sooner.
 
 The neurons are the donor's Fourier neurons (`grokinterp.analysis.fourier_neurons`: dominant frequency
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..analysis import fourier_neurons, transplant_neuron_weights
+from ..analysis.interventions import fourier_neurons, transplant_neuron_weights
 from ..config import ConfigError
 from ..runs import Run, atomic_write_json, step_filename
 from .fork import fork_run
