@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, RunConfig, apply_overrides
-from ..runs import Run, RunError, RunWriter, atomic_write_json, list_steps, read_metrics_csv, step_filename
+from ..runs import Run, RunError, RunWriter, list_steps, read_metrics_csv, step_filename
 
 FORK_FILE = "fork.json"
 FROZEN_SECTIONS = ("task", "model")  # a fork continues the parent's model on the parent's data
@@ -104,7 +104,7 @@ def replay_parent(run: Run, step: int, progress: bool = False) -> tuple[dict, di
     from ..train import make_trainer
 
     config, state_step = run.config, _nearest_state(run, step)
-    recorded_threads = json.loads((run.path / "config.json").read_text()).get("versions", {}).get("threads")
+    recorded_threads = run.record.get("versions", {}).get("threads")
     threads = config.train.threads or recorded_threads  # bit-exact replay needs the parent's thread count
     before = torch.get_num_threads()
     started = time.perf_counter()
@@ -186,9 +186,8 @@ def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: di
     else:
         _write_start(parent, step, out, config, record, progress, edit_weights)
     fork = train_run(config, out, resume=True, progress=progress)
-    summary = fork.summary
-    summary["forked_from"] = {"run": record["parent"], "step": step}
-    atomic_write_json(out / "summary.json", summary)
+    with RunWriter(out) as writer:
+        writer.update_summary(forked_from={"run": record["parent"], "step": step})
     return fork
 
 

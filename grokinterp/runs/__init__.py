@@ -11,7 +11,9 @@ back; nothing is unpickled.
 - `_files`: the file primitives (atomic writes, tensors, CSV, versions, the lock);
 - `_writer`: `RunWriter`, the one writer of a run directory;
 - `_summary`: `ACC_THRESHOLD`, `FINAL_STATUSES`, `Milestones`, `summarize` (summary.json);
-- `_run`: `Run`, the reader.
+- `_run`: `Run`, the reader;
+- `_integrity`, `_checks`, `_verify`: content hashes recorded in every file, checks of what files hold,
+  and `verify_run` (`grokinterp verify`).
 """
 
 from ._files import (
@@ -23,8 +25,11 @@ from ._files import (
     atomic_write_json,
     list_steps,
     load_tensors,
+    read_json,
     read_metrics_columns,
     read_metrics_csv,
+    read_tensors,
+    remove_orphan_temp_files,
     remove_stale_temp_files,
     save_tensors,
     step_filename,
@@ -32,13 +37,16 @@ from ._files import (
     write_csv,
     write_metrics_csv,
 )
+from ._integrity import HASH_KEY, RECOVERY, check_metrics_bytes, csv_prefix, state_metrics_record
 from ._run import Run
+from ._verify import Finding, VerifyReport, expected_checkpoints, verify_run
 from ._summary import ACC_THRESHOLD, FINAL_STATUSES, Milestones, summarize
 from ._writer import RunWriter
 
 __all__ = [
-    "ACC_THRESHOLD", "FINAL_STATUSES", "Milestones", "Run", "RunError", "RunLock", "RunWriter", "STEP_RE",
-    "TEMP_RE", "atomic_write_bytes", "atomic_write_json", "list_steps", "load_tensors", "read_metrics_columns",
-    "read_metrics_csv", "remove_stale_temp_files", "save_tensors", "step_filename", "summarize", "versions",
-    "write_csv", "write_metrics_csv",
+    "ACC_THRESHOLD", "FINAL_STATUSES", "HASH_KEY", "RECOVERY", "Finding", "Milestones", "Run", "RunError", "RunLock",
+    "RunWriter", "STEP_RE", "TEMP_RE", "VerifyReport", "atomic_write_bytes", "atomic_write_json",
+    "check_metrics_bytes", "csv_prefix", "expected_checkpoints", "list_steps", "load_tensors", "read_json", "read_metrics_columns", "read_metrics_csv",
+    "read_tensors", "remove_orphan_temp_files", "remove_stale_temp_files", "save_tensors", "state_metrics_record",
+    "step_filename", "summarize", "verify_run", "versions", "write_csv", "write_metrics_csv",
 ]

@@ -15,25 +15,27 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import Tensor
+
+from ._integrity import HASH_KEY, RECOVERY, RunError, parse_json_file, tensors_digest
 
 
 STEP_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
-TEMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp names: .<name>.<random>.tmp
-
-
-class RunError(RuntimeError):
-    """A run directory that cannot be used as asked (locked, missing, corrupted)."""
+TEMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp names: .<name>.<pid>.<random>.tmp
+_TEMP_PID_RE = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on a header
 
 
 def step_filename(step: int) -> str:
@@ -44,7 +46,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; run outputs are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -74,28 +76,111 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     return removed
 
 
+def remove_orphan_temp_files(folder: Path, max_age_s: float = 3600.0) -> list[Path]:
+    """Delete temp files in `folder` (recursively) whose writer is gone: its pid (in the name) is not alive, or,
+    for a name without a pid, older than `max_age_s`. Safe while other processes write there (their pids live)."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp") if Path(folder).is_dir() else []:
+        m = _TEMP_PID_RE.match(path.name)
+        try:
+            orphan = not _pid_alive(int(m.group(1))) if m else time.time() - path.stat().st_mtime > max_age_s
+            if orphan and path.is_file():
+                path.unlink()
+                removed.append(path)
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or an unreadable entry: not ours to judge
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write_json(path: Path, obj, sort_keys: bool = True) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n").encode())
 
 
 def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors atomically as safetensors, with the content hash `grokinterp_sha256` in the metadata."""
     data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {**(metadata or {}), HASH_KEY: tensors_digest(data, metadata)}
     atomic_write_bytes(path, save(data, metadata=metadata))
 
 
-def load_tensors(path: Path) -> dict[str, Tensor]:
-    """Load a safetensors file; a missing, truncated or corrupted one raises RunError naming it."""
+def _read_bytes(path: Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def recovery_hint(path: Path) -> str:
+    """What to do about a damaged file of a run: verify and repair commands for the run it belongs to."""
+    path = Path(path)
+    run = path.parent.parent if path.parent.name in ("ckpt", "state") else path.parent
+    return RECOVERY.format(run=run)
+
+
+def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str], bool]:
+    """(tensors, metadata, hash checked) of a safetensors file, its content checked against its recorded hash.
+
+    Raises:
+        RunError: missing, truncated, corrupted, or not matching its hash (naming the file and what to do).
+    """
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"{path} does not exist")
+        raise RunError(f"{path} does not exist; {recovery_hint(path)}")
     try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise RunError(f"{path} is truncated or corrupted ({e}); delete it (a resume rewrites it)") from None
+        data = _read_bytes(path)
+        tensors = load(data)
+        metadata = _safetensors_metadata(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is truncated or corrupted ({e}); {recovery_hint(path)}") from None
+    recorded = metadata.get(HASH_KEY)
+    if recorded is not None and recorded != tensors_digest(tensors, metadata):
+        raise RunError(f"{path} does not match the content hash recorded in it (corrupted); {recovery_hint(path)}")
+    return tensors, metadata, recorded is not None
 
 
-def write_csv(path: Path, rows: list[dict], cell) -> None:
-    """Rows as CSV, atomically; columns in first-seen order, each value written as `cell(value)`."""
+def load_tensors(path: Path) -> dict[str, Tensor]:
+    """Load a safetensors file, checked against its recorded hash; a bad one raises RunError naming it."""
+    return read_tensors(path)[0]
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's bytes (already validated by `load`)."""
+    n = int.from_bytes(data[:8], "little")
+    if n > min(len(data) - 8, MAX_HEADER_BYTES):
+        raise ValueError(f"header length {n} exceeds the file")
+    meta = json.loads(data[8:8 + n].decode("utf-8")).get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError("__metadata__ is not a string mapping")
+    return meta
+
+
+def read_json(path: Path) -> tuple[dict, bool]:
+    """(object, hash checked) of a run's JSON file, without its `_sha256`.
+
+    Raises:
+        RunError: missing, not a JSON object, or not matching its recorded hash (naming the file).
+    """
+    path = Path(path)
+    try:
+        return parse_json_file(path, _read_bytes(path))
+    except FileNotFoundError:
+        raise RunError(f"{path} does not exist") from None
+    except OSError as e:
+        raise RunError(f"{path} cannot be read ({e.strerror})") from None
+    except RunError as e:
+        raise RunError(f"{e}; {recovery_hint(path)}") from None
+
+
+def write_csv(path: Path, rows: list[dict], cell) -> bytes:
+    """Rows as CSV, atomically; columns in first-seen order, each value written as `cell(value)`; returns
+    the bytes written."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -104,12 +189,14 @@ def write_csv(path: Path, rows: list[dict], cell) -> None:
     writer.writerow(columns)
     for row in rows:
         writer.writerow([cell(row.get(c)) for c in columns])
-    atomic_write_bytes(Path(path), buffer.getvalue().encode())
+    data = buffer.getvalue().encode()
+    atomic_write_bytes(Path(path), data)
+    return data
 
 
-def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr)."""
-    write_csv(path, rows, lambda x: "" if _isnan(x) else _fmt(x))
+def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> bytes:
+    """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr); returns the bytes."""
+    return write_csv(path, rows, lambda x: "" if _isnan(x) else _fmt(x))
 
 
 def _isnan(x) -> bool:
@@ -120,15 +207,63 @@ def _fmt(x) -> str:
     return str(int(x)) if isinstance(x, int) else repr(float(x))
 
 
-def read_metrics_csv(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        return [{k: (float(v) if v != "" else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+def read_metrics_csv(path: Path, data: bytes | None = None, consecutive: bool = False) -> list[dict[str, float]]:
+    """metrics.csv's rows (see `parse_metrics_csv`)."""
+    return parse_metrics_csv(path, data, consecutive)[1]
 
 
-def read_metrics_columns(path: Path) -> dict[str, np.ndarray]:
+def parse_metrics_csv(path: Path, data: bytes | None = None,
+                      consecutive: bool = False) -> tuple[list[str], list[dict[str, float]]]:
+    """metrics.csv's header and rows (NaN = not measured), checked: UTF-8, a `step` column, every row complete and
+    numeric, steps strictly increasing (and, if `consecutive`, one row per step).
+
+    Raises:
+        RunError: naming the file, the line or step, and what is wrong.
+    """
+    path = Path(path)
+    try:
+        text = (_read_bytes(path) if data is None else data).decode("utf-8")
+    except FileNotFoundError:
+        raise RunError(f"{path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path} is not UTF-8 text ({e}); {recovery_hint(path)}") from None
+    lines = list(csv.reader(io.StringIO(text, newline="")))
+    if not lines:
+        return [], []
+    header = lines[0]
+    if "step" not in header or len(set(header)) != len(header):
+        raise RunError(f"{path} has no 'step' column or repeats a column (header {header[:5]}...); {recovery_hint(path)}")
+    rows, previous = [], None
+    for number, cells in enumerate(lines[1:], start=2):
+        row = _metrics_row(path, number, header, cells)
+        step = row["step"]
+        if not math.isfinite(step) or step != int(step):
+            raise RunError(f"{path} line {number}: step {step!r} is not a whole number; {recovery_hint(path)}")
+        if previous is not None and step <= previous:
+            what = "is repeated" if step == previous else f"comes after step {previous:g}"
+            raise RunError(f"{path} line {number}: step {step:g} {what}; {recovery_hint(path)}")
+        if consecutive and previous is not None and step != previous + 1:
+            raise RunError(f"{path} line {number}: steps {previous + 1:g} to {step - 1:g} are missing; "
+                           f"{recovery_hint(path)}")
+        rows.append(row)
+        previous = step
+    return header, rows
+
+
+def _metrics_row(path: Path, number: int, header: list[str], cells: list[str]) -> dict[str, float]:
+    """One parsed metrics row; a short, long or non-numeric row raises RunError naming the line."""
+    if len(cells) != len(header):
+        raise RunError(f"{path} line {number} has {len(cells)} cells for {len(header)} columns (truncated or "
+                       f"corrupted); {recovery_hint(path)}")
+    try:
+        return {k: (float(v) if v != "" else float("nan")) for k, v in zip(header, cells)}
+    except ValueError as e:
+        raise RunError(f"{path} line {number}: {e}; {recovery_hint(path)}") from None
+
+
+def read_metrics_columns(path: Path, data: bytes | None = None, consecutive: bool = False) -> dict[str, np.ndarray]:
     """metrics.csv as column name -> float64 array (NaN = not measured); {} for an empty file."""
-    rows = read_metrics_csv(path)
-    columns = list(rows[0]) if rows else []
+    columns, rows = parse_metrics_csv(path, data, consecutive)
     return {c: np.array([r[c] for r in rows], dtype=np.float64) for c in columns}
 
 

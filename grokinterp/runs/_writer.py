@@ -14,6 +14,7 @@ leaves a folder that the next writer starts afresh. Every file goes through temp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,13 +22,15 @@ from torch import Tensor
 
 from ._files import (
     RunLock,
-    atomic_write_json,
+    atomic_write_bytes,
+    read_json,
     remove_stale_temp_files,
     save_tensors,
     step_filename,
     versions,
     write_metrics_csv,
 )
+from ._integrity import METRICS_KEY, metrics_record, seal_json
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.safetensors"
@@ -51,6 +54,7 @@ class RunWriter:
         self.path = Path(path)
         self.existed = False
         self._check = check
+        self._metrics: dict | None = None  # the record of the last metrics.csv written
         self._lock = RunLock(self.path)
 
     def __enter__(self) -> "RunWriter":
@@ -75,25 +79,38 @@ class RunWriter:
     def write_config(self, config: dict, sort_keys: bool = False, **extra) -> None:
         """config.json: `{"config": config, "versions": versions(), **extra}`; write it after the files a new
         run needs (it marks a run). Key order is kept unless `sort_keys` (plug-in order matters)."""
-        atomic_write_json(self.path / CONFIG_FILE, {"config": config, "versions": versions(), **extra},
-                          sort_keys=sort_keys)
+        self.write_json(CONFIG_FILE, {"config": config, "versions": versions(), **extra}, sort_keys=sort_keys)
 
     def write_checkpoint(self, step: int, state_dict: dict[str, Tensor]) -> None:
         """ckpt/step_N.safetensors: the model's state dict at `step`."""
         save_tensors(self.path / "ckpt" / step_filename(step), state_dict)
 
     def write_state(self, step: int, tensors: dict[str, Tensor]) -> None:
-        """state/step_N.safetensors: everything else a resume needs at `step`."""
-        save_tensors(self.path / "state" / step_filename(step), tensors)
+        """state/step_N.safetensors: everything else a resume needs at `step`, with the hash of the metrics.csv
+        rows written before it (so a resume point's rows are checkable)."""
+        meta = {} if self._metrics is None else {"metrics_rows": str(self._metrics["rows"]),
+                                                  "metrics_sha256": str(self._metrics["sha256"])}
+        save_tensors(self.path / "state" / step_filename(step), tensors, metadata=meta)
 
     def write_metrics(self, rows: list[dict]) -> None:
-        """metrics.csv: one row per step."""
-        write_metrics_csv(self.path / METRICS_FILE, rows)
+        """metrics.csv: one row per step; its hash goes into the next state file and summary.json."""
+        self._metrics = metrics_record(write_metrics_csv(self.path / METRICS_FILE, rows))
 
     def write_summary(self, summary: dict) -> None:
-        """summary.json."""
-        atomic_write_json(self.path / SUMMARY_FILE, summary)
+        """summary.json, with the hash of the metrics.csv this writer wrote (if it wrote one)."""
+        summary = {k: v for k, v in summary.items() if k != METRICS_KEY}
+        if self._metrics is not None:
+            summary[METRICS_KEY] = self._metrics
+        self.write_json(SUMMARY_FILE, summary)
+
+    def update_summary(self, **fields) -> None:
+        """Add `fields` to the existing summary.json (checked first), keeping its metrics hash."""
+        summary, _ = read_json(self.path / SUMMARY_FILE)
+        if self._metrics is None and isinstance(summary.get(METRICS_KEY), dict):
+            self._metrics = summary[METRICS_KEY]
+        self.write_summary({**summary, **fields})
 
     def write_json(self, name: str, obj, sort_keys: bool = True) -> None:
-        """Another JSON file of the run (e.g. a fork's fork.json)."""
-        atomic_write_json(self.path / name, obj, sort_keys=sort_keys)
+        """A JSON file of the run (config.json, summary.json, a fork's fork.json), with its `_sha256`."""
+        text = json.dumps(seal_json(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+        atomic_write_bytes(self.path / name, text.encode())
