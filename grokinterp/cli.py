@@ -97,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path, help="the torch-saved file")
     imp.add_argument("--out", type=Path, required=True, help="the new run directory")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    verify = sub.add_parser(
+        "verify", help="check every file of a run against its recorded hash",
+        description="Check every file of a run directory: content hashes, checkpoint contents, metrics rows, "
+                    "missing checkpoints. Exit 0 when intact, 1 when damaged (each problem on one line).")
+    verify.add_argument("run", type=Path, help="run directory")
+    verify.add_argument("--all", action="store_true", help="also list the files that are fine")
+    repair = sub.add_parser(
+        "repair", help="regenerate a run's missing or damaged checkpoints by exact replay",
+        description="Regenerate every missing or damaged checkpoint and state of a run by replaying its training "
+                    "from the nearest intact state (checked row by row against metrics.csv); says so when that "
+                    "is impossible and writes nothing.")
+    repair.add_argument("run", type=Path, help="run directory")
+    repair.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sweep_parser(sub)
     add_repro_parser(sub)
     add_claims_parser(sub)
@@ -205,6 +218,31 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    if not (args.run / "config.json").is_file():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    from .runs import verify_run
+
+    report = verify_run(args.run)
+    for finding in report.findings:
+        if args.all or finding.status != "ok":
+            print(f"{finding.status:<10} {finding.path}{': ' + finding.message if finding.message else ''}")
+    print(report.summary_line())
+    return 0 if report.ok else 1
+
+
+def _cmd_repair(args) -> int:
+    if not (args.run / "config.json").is_file():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    from .experiments import repair_run
+
+    written = repair_run(args.run, progress=not args.no_progress)
+    for line in written:
+        print(f"regenerated {args.run / line}")
+    print(f"{args.run}: {'repaired' if written else 'nothing to repair'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -223,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_compare(args)
         if args.command == "import":
             return _cmd_import(args)
+        if args.command == "verify":
+            return _cmd_verify(args)
+        if args.command == "repair":
+            return _cmd_repair(args)
         if args.command == "repro":
             return run_repro_command(args)
         if args.command == "claims":
@@ -235,6 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a full disk, read-only media, a path under a file: one line naming the path
+        where = e.filename or "a file"
+        print(f"grokinterp {args.command}: error: cannot use {where}: {e.strerror or e}; choose another path "
+              "or free the space", file=sys.stderr)
+        return 1
+    except Exception as e:
+        runs = sys.modules.get("grokinterp.runs")  # imported by whatever raised a RunError
+        if runs is not None and isinstance(e, runs.RunError):
+            print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

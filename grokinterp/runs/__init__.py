@@ -23,6 +23,7 @@ from ._files import (
     RunLock,
     atomic_write_bytes,
     atomic_write_json,
+    content_digest,
     list_steps,
     load_tensors,
     read_json,
@@ -46,7 +47,7 @@ from ._writer import RunWriter
 __all__ = [
     "ACC_THRESHOLD", "FINAL_STATUSES", "HASH_KEY", "RECOVERY", "Finding", "Milestones", "Run", "RunError", "RunLock",
     "RunWriter", "STEP_RE", "TEMP_RE", "VerifyReport", "atomic_write_bytes", "atomic_write_json",
-    "check_metrics_bytes", "csv_prefix", "expected_checkpoints", "list_steps", "load_tensors", "read_json", "read_metrics_columns", "read_metrics_csv",
+    "check_metrics_bytes", "content_digest", "csv_prefix", "expected_checkpoints", "list_steps", "load_tensors", "read_json", "read_metrics_columns", "read_metrics_csv",
     "read_tensors", "remove_orphan_temp_files", "remove_stale_temp_files", "save_tensors", "state_metrics_record",
     "step_filename", "summarize", "verify_run", "versions", "write_csv", "write_metrics_csv",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -143,6 +144,33 @@ def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str], bool]:
     if recorded is not None and recorded != tensors_digest(tensors, metadata):
         raise RunError(f"{path} does not match the content hash recorded in it (corrupted); {recovery_hint(path)}")
     return tensors, metadata, recorded is not None
+
+
+def content_digest(path: Path) -> str:
+    """A file's content hash as recorded in it (safetensors metadata, a JSON file's `_sha256`), else the SHA-256
+    of its bytes; reads only a safetensors file's header when the hash is recorded. "" for a missing file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            if path.suffix == ".safetensors":
+                n = int.from_bytes(f.read(8), "little")
+                if 0 < n <= MAX_HEADER_BYTES:
+                    recorded = _header_hash(f.read(n))
+                    if recorded:
+                        return recorded
+                f.seek(0)
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return ""
+
+
+def _header_hash(header: bytes) -> str | None:
+    try:
+        meta = json.loads(header.decode("utf-8")).get("__metadata__") or {}
+        value = meta.get(HASH_KEY)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def load_tensors(path: Path) -> dict[str, Tensor]:

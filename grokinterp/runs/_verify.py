@@ -66,15 +66,17 @@ def _check(report: VerifyReport, path: Path, fn) -> object:
     return value
 
 
-def expected_checkpoints(run: Run, present: list[int]) -> list[int]:
-    """Checkpoint steps a trained run's schedule wrote: every `ckpt_every` and `state_every` step from its first
-    checkpoint to its final step (or its last checkpoint while unfinished or diverged), and the final step."""
+def expected_checkpoints(run: Run, present: list[int], states: bool = False) -> list[int]:
+    """Steps a trained run's schedule wrote a checkpoint at (`states`: a state at): every `ckpt_every` and
+    `state_every` step (`state_every` only) from its first file to its final step (or its last file while
+    unfinished or diverged), and the final step."""
     if not present or "source" in run.record:
         return present  # an imported run's checkpoints are whatever the source had
     train, summary = run.config.train, run.summary
     final = summary.get("final_step") if summary.get("status") in FINAL_STATUSES[:-1] else None
     last = int(final) if isinstance(final, int) else present[-1]
-    grid = {s for s in range(present[0], last + 1) if s % train.ckpt_every == 0 or s % train.state_every == 0}
+    grid = {s for s in range(present[0], last + 1)
+            if s % train.state_every == 0 or (not states and s % train.ckpt_every == 0)}
     return sorted(grid | {present[0], last})
 
 
@@ -149,6 +151,10 @@ def _check_files(report: VerifyReport, run: Run) -> None:
     for step in sorted(set(expected_checkpoints(run, present)) - set(present)):
         report.findings.append(Finding(run.path / "ckpt" / step_filename(step), "missing",
                                        f"`grokinterp repair {run.path}` regenerates it by exact replay"))
-    for step in list_steps(run.path / "state"):
+    states = list_steps(run.path / "state")
+    for step in states:
         path = run.path / "state" / step_filename(step)
         _check(report, path, lambda path=path: (True, read_tensors(path)[2]))
+    for step in sorted(set(expected_checkpoints(run, states, states=True)) - set(states)):
+        report.findings.append(Finding(run.path / "state" / step_filename(step), "missing",
+                                       f"`grokinterp repair {run.path}` regenerates it by exact replay"))

@@ -30,7 +30,7 @@ from ._files import (
     versions,
     write_metrics_csv,
 )
-from ._integrity import METRICS_KEY, metrics_record, seal_json
+from ._integrity import METRICS_KEY, lines_digest, metrics_record, seal_json
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.safetensors"
@@ -85,11 +85,15 @@ class RunWriter:
         """ckpt/step_N.safetensors: the model's state dict at `step`."""
         save_tensors(self.path / "ckpt" / step_filename(step), state_dict)
 
-    def write_state(self, step: int, tensors: dict[str, Tensor]) -> None:
+    def write_state(self, step: int, tensors: dict[str, Tensor], metrics_rows: int | None = None) -> None:
         """state/step_N.safetensors: everything else a resume needs at `step`, with the hash of the metrics.csv
-        rows written before it (so a resume point's rows are checkable)."""
-        meta = {} if self._metrics is None else {"metrics_rows": str(self._metrics["rows"]),
-                                                  "metrics_sha256": str(self._metrics["sha256"])}
+        rows written before it (so a resume point's rows are checkable); `metrics_rows`: record the hash of
+        that many rows of the metrics.csv on disk instead (a repaired state)."""
+        record = self._metrics
+        if metrics_rows is not None:
+            data = (self.path / METRICS_FILE).read_bytes()
+            record = {"rows": metrics_rows, "sha256": lines_digest(data, metrics_rows) or ""}
+        meta = {} if record is None else {"metrics_rows": str(record["rows"]), "metrics_sha256": str(record["sha256"])}
         save_tensors(self.path / "state" / step_filename(step), tensors, metadata=meta)
 
     def write_metrics(self, rows: list[dict]) -> None:
