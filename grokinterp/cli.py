@@ -136,13 +136,12 @@ def _cmd_train(args, extra: list[str]) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .runs import RunError
-
     if args.workers < 1 or args.stride < 1:
         raise ConfigError("--workers and --stride must be >= 1")
     if not (args.run / "config.json").is_file():
         raise ConfigError(f"{args.run} is not a run directory (no config.json); run `make train` or `grokinterp train --out {args.run}` first")
     from .report import analyze_run
+    from .runs import RunError
 
     analyses = None if args.analyses is None else [a.strip() for a in args.analyses.split(",") if a.strip()]
     if analyses is not None:
