@@ -58,7 +58,9 @@ class RunWriter:
         self._lock = RunLock(self.path)
 
     def __enter__(self) -> "RunWriter":
-        self._lock.__enter__()
+        self._created = [p for p in (self.path, self.path / "ckpt", self.path / "state") if not p.exists()]
+        self._written: list[Path] = [] if self._lock.path.exists() else [self._lock.path]  # removed while held:
+        self._lock.__enter__()  # safe, since a second writer opening it meanwhile is refused by our flock
         try:
             self.existed = (self.path / CONFIG_FILE).is_file()
             if self._check is not None:
@@ -69,12 +71,26 @@ class RunWriter:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._lock.__exit__(*exc)
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is not None and not self.existed and not (self.path / CONFIG_FILE).is_file():
+                self._remove_new_run()  # a new run that failed before config.json: leave nothing behind
+        finally:
+            self._lock.__exit__(exc_type, exc, tb)
+
+    def _remove_new_run(self) -> None:
+        """Delete the files this writer wrote, its LOCK and the folders it created (if they are empty)."""
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        for folder in sorted(self._created, key=lambda p: len(p.parts), reverse=True):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty (someone else's files) or already gone: keep it
 
     def write_split(self, train_idx: Tensor, test_idx: Tensor) -> None:
         """split.safetensors: the train/test row indices, so any replay is exact."""
-        save_tensors(self.path / SPLIT_FILE, {"train_idx": train_idx, "test_idx": test_idx})
+        self._save(self.path / SPLIT_FILE, {"train_idx": train_idx, "test_idx": test_idx})
 
     def write_config(self, config: dict, sort_keys: bool = False, **extra) -> None:
         """config.json: `{"config": config, "versions": versions(), **extra}`; write it after the files a new
@@ -83,7 +99,7 @@ class RunWriter:
 
     def write_checkpoint(self, step: int, state_dict: dict[str, Tensor]) -> None:
         """ckpt/step_N.safetensors: the model's state dict at `step`."""
-        save_tensors(self.path / "ckpt" / step_filename(step), state_dict)
+        self._save(self.path / "ckpt" / step_filename(step), state_dict)
 
     def write_state(self, step: int, tensors: dict[str, Tensor], metrics_rows: int | None = None) -> None:
         """state/step_N.safetensors: everything else a resume needs at `step`, with the hash of the metrics.csv
@@ -94,10 +110,11 @@ class RunWriter:
             data = (self.path / METRICS_FILE).read_bytes()
             record = {"rows": metrics_rows, "sha256": lines_digest(data, metrics_rows) or ""}
         meta = {} if record is None else {"metrics_rows": str(record["rows"]), "metrics_sha256": str(record["sha256"])}
-        save_tensors(self.path / "state" / step_filename(step), tensors, metadata=meta)
+        self._save(self.path / "state" / step_filename(step), tensors, meta)
 
     def write_metrics(self, rows: list[dict]) -> None:
         """metrics.csv: one row per step; its hash goes into the next state file and summary.json."""
+        self._written.append(self.path / METRICS_FILE)
         self._metrics = metrics_record(write_metrics_csv(self.path / METRICS_FILE, rows))
 
     def write_summary(self, summary: dict) -> None:
@@ -117,4 +134,9 @@ class RunWriter:
     def write_json(self, name: str, obj, sort_keys: bool = True) -> None:
         """A JSON file of the run (config.json, summary.json, a fork's fork.json), with its `_sha256`."""
         text = json.dumps(seal_json(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+        self._written.append(self.path / name)
         atomic_write_bytes(self.path / name, text.encode())
+
+    def _save(self, path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+        self._written.append(path)
+        save_tensors(path, tensors, metadata=metadata)

@@ -21,6 +21,7 @@ from ..plugins import build_plugins
 from ..runs import (Run, RunError, RunWriter, check_metrics_bytes, csv_prefix, list_steps, load_tensors, read_metrics_csv,
                     read_tensors, state_metrics_record, step_filename, summarize)
 from ..tasks import make_task
+from ._resources import check_resources
 from ._step import Trainer, make_trainer
 
 
@@ -65,6 +66,7 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
     """
     out = Path(out)
     build_plugins(config)  # an unknown plug-in or bad plug-in arguments: a ConfigError before anything is written
+    check_resources(config)  # a missing device, too many threads, too little memory: likewise
     if resume and (out / "config.json").is_file():
         _check_resumable(out, config)  # read-only: a refused resume touches nothing
 
