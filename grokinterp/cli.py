@@ -141,7 +141,7 @@ def _cmd_analyze(args) -> int:
     if not (args.run / "config.json").is_file():
         raise ConfigError(f"{args.run} is not a run directory (no config.json); run `make train` or `grokinterp train --out {args.run}` first")
     from .report import analyze_run
-    from .runs import RunError
+    from .runs import Run, RunError
 
     analyses = None if args.analyses is None else [a.strip() for a in args.analyses.split(",") if a.strip()]
     if analyses is not None:
@@ -164,6 +164,9 @@ def _cmd_analyze(args) -> int:
         print(f"grokinterp analyze: error: {e}", file=sys.stderr)
         return 1
     print(f"report written to {path}")
+    if not Run(args.run).metrics:
+        print(f"note: {args.run} has recorded no metrics yet (stopped before its first resume point); the report "
+              "shows the replayed checkpoints only")
     if args.export_dir is not None:
         from .analysis import replay
         from .report import export_run_figures

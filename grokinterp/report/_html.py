@@ -108,12 +108,22 @@ def figure_sections(figures: dict[str, go.Figure], titles: dict[str, str] | None
     return nav, "".join(sections)
 
 
+def script_json(obj) -> str:
+    """JSON safe inside a `<script>` element: `<`, `>` and `&` as \\u escapes, so no value (a run named
+    `<!--<script`) can end or re-open the element; `json.loads` reads back the same values.
+
+    >>> script_json({"run": "</script><!--<script"})
+    '{"run": "\\\\u003c/script\\\\u003e\\\\u003c!--\\\\u003cscript"}'
+    """
+    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def offline_page(title: str, header: str, figures: dict[str, go.Figure], meta: dict,
                  titles: dict[str, str] | None = None) -> str:
     """A self-contained page: `header` HTML, an index, the figures, and `meta` as JSON in
     `<script id="report-meta">`; plotly.js inlined once, nothing loaded from the network."""
     nav, sections = figure_sections(figures, titles)
-    meta_json = json.dumps(meta).replace("</", "<\\/")
+    meta_json = script_json(meta)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style>"

@@ -121,8 +121,10 @@ def _read_bytes(path: Path) -> bytes:
 def recovery_hint(path: Path) -> str:
     """What to do about a damaged file of a run: verify and repair commands for the run it belongs to."""
     path = Path(path)
-    run = path.parent.parent if path.parent.name in ("ckpt", "state") else path.parent
-    return RECOVERY.format(run=run)
+    if path.parent.name in ("ckpt", "state"):
+        return RECOVERY.format(run=path.parent.parent)
+    return (f"it cannot be regenerated: restore it from a copy or retrain the run (`grokinterp verify {path.parent}` "
+            "lists every damaged file)")
 
 
 def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str], bool]:

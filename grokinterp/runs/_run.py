@@ -13,7 +13,8 @@ from ..model import Transformer, build_model
 from ..tasks import ModularTask, make_task
 from ._files import RunError, list_steps, load_tensors, read_json, read_metrics_columns, recovery_hint, step_filename
 from ._integrity import METRICS_KEY
-from ._checks import check_split, check_state_dict, read_checked_metrics
+from ._checks import check_split, check_state_dict, metrics_record, read_checked_metrics
+from ._summary import FINAL_STATUSES
 
 
 class Run:
@@ -75,9 +76,19 @@ class Run:
         if self._metrics is None:
             path = self.path / "metrics.csv"
             if not path.is_file():
-                return {}
-            data = read_checked_metrics(self.path)
-            self._metrics = read_metrics_columns(path, data, consecutive="source" not in self.record)
+                recorded, where = metrics_record(self.path)
+                if recorded is not None or self.summary.get("status") in FINAL_STATUSES:
+                    raise RunError(f"{path} is missing, but {where or 'summary.json'} says the run wrote it; "
+                                   f"{recovery_hint(path)}")
+                return {}  # stopped before its first resume point: nothing recorded yet
+            trained = "source" not in self.record
+            metrics = read_metrics_columns(path, read_checked_metrics(self.path), consecutive=trained)
+            final = self.summary.get("final_step") if self.summary.get("status") in FINAL_STATUSES[:-1] else None
+            last = int(metrics["step"][-1]) if len(metrics.get("step", ())) else None
+            if trained and isinstance(final, int) and last != final:
+                raise RunError(f"{path} ends at step {last} but the run finished at step {final} (summary.json): "
+                               f"rows are missing; {recovery_hint(path)}")
+            self._metrics = metrics
         return self._metrics
 
     def metrics_frame(self):

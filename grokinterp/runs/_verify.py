@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import build_model
-from ._checks import check_split, check_state_dict, metrics_record, read_checked_metrics
-from ._files import TEMP_RE, RunError, list_steps, read_json, read_metrics_columns, read_tensors, step_filename
+from ._checks import check_split, check_state_dict, metrics_record
+from ._files import TEMP_RE, RunError, list_steps, read_json, read_tensors, step_filename
 from ._run import Run
 from ._summary import FINAL_STATUSES
 
@@ -97,7 +97,7 @@ def verify_run(path: str | Path) -> VerifyReport:
     summary = run.path / "summary.json"
     if summary.is_file():
         _check(report, summary, lambda: read_json(summary))
-    _check_metrics(report, run, trained)
+    _check_metrics(report, run)
     _check_files(report, run)
     for extra in sorted(run.path.glob("*.json")):
         if extra.name not in ("config.json", "summary.json"):
@@ -110,7 +110,7 @@ def verify_run(path: str | Path) -> VerifyReport:
     return report
 
 
-def _check_metrics(report: VerifyReport, run: Run, trained: bool) -> None:
+def _check_metrics(report: VerifyReport, run: Run) -> None:
     """metrics.csv: present once a resume point exists, matching its record, one row per step up to the end."""
     path = run.path / "metrics.csv"
     if not path.is_file():
@@ -120,13 +120,7 @@ def _check_metrics(report: VerifyReport, run: Run, trained: bool) -> None:
         return
 
     def read() -> tuple[object, bool]:
-        data = read_checked_metrics(run.path)
-        columns = read_metrics_columns(path, data, consecutive=trained)
-        final = run.summary.get("final_step") if run.summary.get("status") in FINAL_STATUSES[:-1] else None
-        last = int(columns["step"][-1]) if len(columns.get("step", ())) else None
-        if trained and isinstance(final, int) and last != final:
-            raise RunError(f"{path} ends at step {last} but summary.json's final step is {final} (truncated?)")
-        return columns, _recorded(run)
+        return Run(run.path).metrics, _recorded(run)  # a fresh reader: hashes, rows, steps, final step
 
     _check(report, path, read)
 
