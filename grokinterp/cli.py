@@ -8,6 +8,7 @@ values are Python literals checked against the key's type. Misuse exits 2 with o
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated registered analyses to replay (default: the standard ones, "
                               "spectra,progress,trig_fit); see grokinterp.analysis.available_analyses()")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    analyze.add_argument("--out", type=Path, help="the report's path (default RUN/report.html)")
+    analyze.add_argument("--cache-dir", type=Path, help="the replay cache (default RUN/analysis); with --out, "
+                                                        "a run on read-only media can be analysed")
     analyze.add_argument("--export-dir", type=Path, help="also write every report figure to this folder as images "
                                                          "(kaleido, else headless Chromium)")
     analyze.add_argument("--format", choices=["svg", "png"], default="svg", help="image format for --export-dir "
@@ -117,8 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out_dir(path: Path | None, flag: str = "--out") -> None:
+    """A directory to write into: neither it nor a folder above it may be a file (ConfigError naming the flag)."""
+    if path is None:
+        return
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise ConfigError(f"{flag} {path}: {part} is a file, not a directory; choose another {flag}")
+
+
+def check_out_file(path: Path | None, flag: str = "--out") -> None:
+    """A file to write: it may not be a directory, nor lie under a file (ConfigError naming the flag)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a directory; name the file to write, e.g. {path / 'report.html'}")
+    check_out_dir(path.parent, flag)
+
+
+def _os_error_line(command: str, e: OSError) -> str:
+    """One line for a failed write or read: the path and what to do about the errno."""
+    advice = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
+              errno.EROFS: "read-only media: write elsewhere (analyze: --out and --cache-dir)",
+              errno.EACCES: "permission denied: write elsewhere (analyze: --out and --cache-dir)"}
+    where = e.filename2 if e.filename2 and str(e.filename or "").endswith(".tmp") else e.filename
+    return f"grokinterp {command}: error: cannot write {where or 'a file'}: {advice.get(e.errno, e.strerror or e)}"
+
+
 def _cmd_train(args, extra: list[str]) -> int:
     config = apply_overrides(preset(args.preset), parse_override_args(extra))  # before the slow imports: errors are instant
+    check_out_dir(args.out)
     from .train import train_run
     from .runs import RunError
 
@@ -138,6 +170,8 @@ def _cmd_train(args, extra: list[str]) -> int:
 def _cmd_analyze(args) -> int:
     if args.workers < 1 or args.stride < 1:
         raise ConfigError("--workers and --stride must be >= 1")
+    check_out_file(args.out)
+    check_out_dir(args.cache_dir, "--cache-dir")
     if not (args.run / "config.json").is_file():
         raise ConfigError(f"{args.run} is not a run directory (no config.json); run `make train` or `grokinterp train --out {args.run}` first")
     from .report import analyze_run
@@ -159,7 +193,7 @@ def _cmd_analyze(args) -> int:
             raise ConfigError(str(e)) from None
     try:
         path = analyze_run(args.run, workers=args.workers, stride=args.stride, progress=not args.no_progress,
-                           analyses=analyses)
+                           analyses=analyses, out=args.out, cache_dir=args.cache_dir)
     except (RunError, ValueError) as e:
         print(f"grokinterp analyze: error: {e}", file=sys.stderr)
         return 1
@@ -171,7 +205,8 @@ def _cmd_analyze(args) -> int:
         from .analysis import replay
         from .report import export_run_figures
 
-        result = replay(args.run, analyses, stride=args.stride, progress=False)  # the cache analyze_run filled
+        result = replay(args.run, analyses, stride=args.stride, progress=False,
+                        cache_dir=args.cache_dir)  # the cache analyze_run filled
         paths = export_run_figures(args.run, args.export_dir, args.format, result=result)
         print(f"{len(paths)} figures written to {args.export_dir} as {args.format}")
     return 0
@@ -179,6 +214,7 @@ def _cmd_analyze(args) -> int:
 
 def _cmd_fork(args, extra: list[str]) -> int:
     overrides = parse_override_args(extra)
+    check_out_dir(args.out)
     if not (args.run / "config.json").is_file():
         raise ConfigError(f"{args.run} is not a run directory (no config.json)")
     from .experiments import fork_run
@@ -194,6 +230,7 @@ def _cmd_fork(args, extra: list[str]) -> int:
 
 
 def _cmd_compare(args) -> int:
+    check_out_file(args.out)
     missing = [str(r) for r in args.runs if not (r / "config.json").is_file()]
     if missing:
         raise ConfigError(f"not a run directory (no config.json): {', '.join(missing)}")
@@ -206,6 +243,7 @@ def _cmd_compare(args) -> int:
 def _cmd_import(args) -> int:
     if not args.file.is_file():
         raise ConfigError(f"{args.file} does not exist")
+    check_out_dir(args.out)
     if (args.out / "config.json").is_file():
         raise ConfigError(f"{args.out} already holds a run; choose another --out")
     from .importers import IMPORTERS, ImportFormatError, write_imported_run
@@ -279,10 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as e:  # a full disk, read-only media, a path under a file: one line naming the path
-        where = e.filename or "a file"
-        print(f"grokinterp {args.command}: error: cannot use {where}: {e.strerror or e}; choose another path "
-              "or free the space", file=sys.stderr)
+    except OSError as e:  # a full disk, read-only media, no permission: one line naming the path
+        print(_os_error_line(args.command, e), file=sys.stderr)
         return 1
     except Exception as e:
         runs = sys.modules.get("grokinterp.runs")  # imported by whatever raised a RunError

@@ -156,7 +156,8 @@ def write_report(run: Run | str | Path, result: ReplayResult | None, path: str |
 
 
 def analyze_run(path: str | Path, workers: int = 1, stride: int = 1, progress: bool = True,
-                analyses: list[str] | None = None) -> Path:
+                analyses: list[str] | None = None, out: str | Path | None = None,
+                cache_dir: str | Path | None = None) -> Path:
     """Replay the standard analyses over a run (cached in `<run>/analysis/`) and write `<run>/report.html`.
 
     This is `grokinterp analyze RUN` and `make analyze`. A second call recomputes nothing.
@@ -166,10 +167,12 @@ def analyze_run(path: str | Path, workers: int = 1, stride: int = 1, progress: b
         workers: parallel replay processes; stride: replay every stride-th checkpoint (and the last).
         progress: show a progress bar.
         analyses: registered analyses to replay; default the standard ones (`STANDARD_ANALYSES`).
+        out: the report's path (default `<run>/report.html`); cache_dir: the replay cache (default
+            `<run>/analysis`): both elsewhere for a run on read-only media.
 
     Returns:
         The report's path.
     """
     run = Run(path)
-    result = replay(run, analyses, stride=stride, workers=workers, progress=progress)
-    return write_report(run, result)
+    result = replay(run, analyses, stride=stride, workers=workers, progress=progress, cache_dir=cache_dir)
+    return write_report(run, result, out)

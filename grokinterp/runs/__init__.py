@@ -23,7 +23,7 @@ _EXPORTS = {
     "RunError": "_files", "RunLock": "_files", "STEP_RE": "_files", "TEMP_RE": "_files",
     "atomic_write_bytes": "_files", "atomic_write_json": "_files", "content_digest": "_files",
     "list_steps": "_files", "load_tensors": "_files", "read_json": "_files", "read_metrics_columns": "_files",
-    "read_metrics_csv": "_files", "read_tensors": "_files", "remove_orphan_temp_files": "_files",
+    "read_metrics_csv": "_files", "read_tensors": "_files", "records_hashes": "_files", "remove_orphan_temp_files": "_files",
     "remove_stale_temp_files": "_files", "save_tensors": "_files", "step_filename": "_files",
     "versions": "_files", "write_csv": "_files", "write_metrics_csv": "_files", "HASH_KEY": "_integrity",
     "RECOVERY": "_integrity", "check_metrics_bytes": "_integrity", "csv_prefix": "_integrity",

@@ -36,22 +36,22 @@ def check_state_dict(path: Path, state: dict[str, Tensor], reference: dict[str, 
             raise RunError(f"{path}: {name} holds NaN weights; {recovery_hint(path)}")
 
 
-def check_split(path: Path, task: TaskConfig, trained: bool) -> ModularTask:
+def check_split(path: Path, task: TaskConfig, trained: bool, require_hash: bool = False) -> ModularTask:
     """The task with the stored split; the split must partition the pairs (and, for a trained run, have the
     train size that `task.frac_train` gives).
 
     Raises:
         RunError: naming split.safetensors.
     """
-    tensors, _, _ = read_tensors(path)
+    tensors, _, _ = read_tensors(path, require_hash)
     idx = [tensors.get(k) for k in ("train_idx", "test_idx")]
     if any(t is None or t.ndim != 1 or t.is_floating_point() or t.is_complex() for t in idx):
         raise RunError(f"{path} must hold 1-d integer tensors train_idx and test_idx; {recovery_hint(path)}")
     n = task.p * task.p
     if trained and len(idx[0]) != int(task.frac_train * n):
-        raise RunError(f"{path} has {len(idx[0])} training pairs but task.frac_train={task.frac_train} of {n} pairs "
-                       f"gives {int(task.frac_train * n)} (train and test swapped, or another run's split); "
-                       f"{recovery_hint(path)}")
+        raise RunError(f"{path} has {len(idx[0])} training pairs but config.json's task (p={task.p}, frac_train="
+                       f"{task.frac_train}) gives {int(task.frac_train * n)}: one of the two was edited, or train and "
+                       f"test were swapped; {recovery_hint(path)}")
     try:
         return make_task(task, (idx[0], idx[1]))
     except (ConfigError, ValueError) as e:
@@ -91,7 +91,7 @@ def _rows(record: dict) -> int:
         return -1
 
 
-def read_checked_metrics(run_path: Path) -> bytes:
+def read_checked_metrics(run_path: Path, require_hash: bool = False) -> bytes:
     """metrics.csv's bytes, checked against `metrics_record` (unchecked when none is recorded).
 
     Raises:
@@ -100,6 +100,9 @@ def read_checked_metrics(run_path: Path) -> bytes:
     path = Path(run_path) / "metrics.csv"
     data = path.read_bytes()
     record, where = metrics_record(run_path)
+    if record is None and require_hash and [s for s in list_steps(Path(run_path) / "state") if s > 0]:
+        raise RunError(f"{path}: no intact file records its hash (summary.json and the newest state are damaged); "
+                       f"{recovery_hint(path)}")
     try:
         check_metrics_bytes(path, data, record, where)
     except RunError as e:

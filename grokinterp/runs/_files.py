@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import Tensor
 
-from ._integrity import HASH_KEY, RECOVERY, RunError, parse_json_file, tensors_digest
+from ._integrity import HASH_KEY, JSON_HASH_KEY, RECOVERY, UNHASHED, RunError, parse_json_file, tensors_digest
 
 
 STEP_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
@@ -55,6 +55,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, read-only media: name the file meant, not the temp file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -127,7 +130,7 @@ def recovery_hint(path: Path) -> str:
             "lists every damaged file)")
 
 
-def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str], bool]:
+def read_tensors(path: Path, require_hash: bool = False) -> tuple[dict[str, Tensor], dict[str, str], bool]:
     """(tensors, metadata, hash checked) of a safetensors file, its content checked against its recorded hash.
 
     Raises:
@@ -143,12 +146,14 @@ def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str], bool]:
     except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as e:
         raise RunError(f"{path} is truncated or corrupted ({e}); {recovery_hint(path)}") from None
     recorded = metadata.get(HASH_KEY)
+    if recorded is None and require_hash:
+        raise RunError(f"{path} {UNHASHED}; {recovery_hint(path)}")
     if recorded is not None and recorded != tensors_digest(tensors, metadata):
         raise RunError(f"{path} does not match the content hash recorded in it (corrupted); {recovery_hint(path)}")
     return tensors, metadata, recorded is not None
 
 
-def content_digest(path: Path) -> str:
+def content_digest(path: Path, recorded_only: bool = False) -> str:
     """A file's content hash as recorded in it (safetensors metadata, a JSON file's `_sha256`), else the SHA-256
     of its bytes; reads only a safetensors file's header when the hash is recorded. "" for a missing file."""
     path = Path(path)
@@ -160,6 +165,8 @@ def content_digest(path: Path) -> str:
                     recorded = _header_hash(f.read(n))
                     if recorded:
                         return recorded
+                if recorded_only:
+                    return ""
                 f.seek(0)
             return hashlib.sha256(f.read()).hexdigest()
     except FileNotFoundError:
@@ -175,9 +182,22 @@ def _header_hash(header: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def load_tensors(path: Path) -> dict[str, Tensor]:
+def load_tensors(path: Path, require_hash: bool = False) -> dict[str, Tensor]:
     """Load a safetensors file, checked against its recorded hash; a bad one raises RunError naming it."""
-    return read_tensors(path)[0]
+    return read_tensors(path, require_hash)[0]
+
+
+def records_hashes(run_dir: Path) -> bool:
+    """Whether the run at `run_dir` was written with content hashes: config.json, summary.json or the split
+    records one. Then every file of it must (a file without one had its hash damaged)."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json"):
+        try:
+            if f'"{JSON_HASH_KEY}"'.encode() in _read_bytes(run_dir / name):
+                return True
+        except OSError:
+            continue
+    return content_digest(run_dir / "split.safetensors", recorded_only=True) != ""
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
@@ -191,7 +211,7 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     return meta
 
 
-def read_json(path: Path) -> tuple[dict, bool]:
+def read_json(path: Path, require_hash: bool = False) -> tuple[dict, bool]:
     """(object, hash checked) of a run's JSON file, without its `_sha256`.
 
     Raises:
@@ -199,7 +219,7 @@ def read_json(path: Path) -> tuple[dict, bool]:
     """
     path = Path(path)
     try:
-        return parse_json_file(path, _read_bytes(path))
+        return parse_json_file(path, _read_bytes(path), require_hash)
     except FileNotFoundError:
         raise RunError(f"{path} does not exist") from None
     except OSError as e:

@@ -73,7 +73,10 @@ def seal_json(obj: dict) -> dict:
     return {**{k: v for k, v in obj.items() if k != JSON_HASH_KEY}, JSON_HASH_KEY: json_digest(obj)}
 
 
-def parse_json_file(path: Path, data: bytes) -> tuple[dict, bool]:
+UNHASHED = "has no recorded hash, though the other files of its run record theirs (its hash was damaged)"
+
+
+def parse_json_file(path: Path, data: bytes, require_hash: bool = False) -> tuple[dict, bool]:
     """The object of a run's JSON file without its `_sha256`, and whether a hash was recorded.
 
     Raises:
@@ -86,6 +89,8 @@ def parse_json_file(path: Path, data: bytes) -> tuple[dict, bool]:
     if not isinstance(obj, dict):
         raise RunError(f"{path} holds a JSON {type(obj).__name__}, not an object")
     recorded = obj.pop(JSON_HASH_KEY, None)
+    if recorded is None and require_hash:
+        raise RunError(f"{path} {UNHASHED}")
     if recorded is not None and recorded != json_digest(obj):
         raise RunError(f"{path} does not match the hash recorded in it (edited or corrupted)")
     return obj, recorded is not None

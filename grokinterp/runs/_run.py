@@ -11,7 +11,8 @@ from torch import Tensor
 from ..config import ConfigError, RunConfig
 from ..model import Transformer, build_model
 from ..tasks import ModularTask, make_task
-from ._files import RunError, list_steps, load_tensors, read_json, read_metrics_columns, recovery_hint, step_filename
+from ._files import (RunError, list_steps, load_tensors, read_json, read_metrics_columns, records_hashes, recovery_hint,
+                     step_filename)
 from ._integrity import METRICS_KEY
 from ._checks import check_split, check_state_dict, metrics_record, read_checked_metrics
 from ._summary import FINAL_STATUSES
@@ -35,6 +36,7 @@ class Run:
         self._task: ModularTask | None = None
         self._config: RunConfig | None = None
         self._record: dict | None = None
+        self.hashed = records_hashes(self.path)  # written with content hashes: then every file must carry one
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, steps={len(self.steps)}, status={self.summary.get('status')!r})"
@@ -43,7 +45,7 @@ class Run:
     def record(self) -> dict:
         """config.json as written (`config`, `versions`, an importer's `source`), checked against its hash."""
         if self._record is None:
-            self._record, _ = read_json(self.path / "config.json")
+            self._record, _ = read_json(self.path / "config.json", self.hashed)
         return self._record
 
     @property
@@ -64,7 +66,7 @@ class Run:
         path = self.path / "summary.json"
         if not path.is_file():
             return {}
-        summary, _ = read_json(path)
+        summary, _ = read_json(path, self.hashed)
         return {k: v for k, v in summary.items() if k != METRICS_KEY}
 
     @property
@@ -82,7 +84,7 @@ class Run:
                                    f"{recovery_hint(path)}")
                 return {}  # stopped before its first resume point: nothing recorded yet
             trained = "source" not in self.record
-            metrics = read_metrics_columns(path, read_checked_metrics(self.path), consecutive=trained)
+            metrics = read_metrics_columns(path, read_checked_metrics(self.path, self.hashed), consecutive=trained)
             final = self.summary.get("final_step") if self.summary.get("status") in FINAL_STATUSES[:-1] else None
             last = int(metrics["step"][-1]) if len(metrics.get("step", ())) else None
             if trained and isinstance(final, int) and last != final:
@@ -118,14 +120,15 @@ class Run:
     @property
     def task(self) -> ModularTask:
         if self._task is None:
-            self._task = check_split(self.path / "split.safetensors", self.config.task, "source" not in self.record)
+            self._task = check_split(self.path / "split.safetensors", self.config.task, "source" not in self.record,
+                                     self.hashed)
         return self._task
 
     def state_dict(self, step: int) -> dict[str, Tensor]:
         """The HookedTransformer state dict at `step` (reads that one file only)."""
         if step not in self.steps:
             raise RunError(f"no checkpoint at step {step} in {self.path}; available: {_span(self.steps)}")
-        return load_tensors(self.path / "ckpt" / step_filename(step))
+        return load_tensors(self.path / "ckpt" / step_filename(step), self.hashed)
 
     def checked_state_dict(self, step: int, reference: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """`state_dict(step)`, its names, shapes, dtypes and finiteness checked against this run's model."""
@@ -154,7 +157,7 @@ class Run:
         """Adam moments and the rest of the resume state at `step` (see `state_steps`)."""
         if step not in self.state_steps:
             raise RunError(f"no optimizer state at step {step} in {self.path}; available: {_span(self.state_steps)}")
-        return load_tensors(self.path / "state" / step_filename(step))
+        return load_tensors(self.path / "state" / step_filename(step), self.hashed)
 
     def model(self, step: int | None = None, device: str = "cpu") -> Transformer:
         """The model at `step` (default: the last checkpoint), in eval mode."""

@@ -89,14 +89,14 @@ def verify_run(path: str | Path) -> VerifyReport:
     run = Run(path)
     report = VerifyReport(run.path)
     cfg_path = run.path / "config.json"
-    if _check(report, cfg_path, lambda: (run.config, read_json(cfg_path)[1])) is None:
+    if _check(report, cfg_path, lambda: (run.config, read_json(cfg_path, run.hashed)[1])) is None:
         return report  # nothing else can be judged without the config
     split = run.path / "split.safetensors"
     trained = "source" not in run.record
-    _check(report, split, lambda: (check_split(split, run.config.task, trained), read_tensors(split)[2]))
+    _check(report, split, lambda: (check_split(split, run.config.task, trained, run.hashed), run.hashed))
     summary = run.path / "summary.json"
     if summary.is_file():
-        _check(report, summary, lambda: read_json(summary))
+        _check(report, summary, lambda: read_json(summary, run.hashed))
     _check_metrics(report, run)
     _check_files(report, run)
     for extra in sorted(run.path.glob("*.json")):
@@ -137,7 +137,7 @@ def _check_files(report: VerifyReport, run: Run) -> None:
         path = run.path / "ckpt" / step_filename(step)
 
         def read(path=path) -> tuple[object, bool]:
-            tensors, _, hashed = read_tensors(path)
+            tensors, _, hashed = read_tensors(path, run.hashed)
             check_state_dict(path, tensors, reference)
             return True, hashed
 
@@ -148,7 +148,7 @@ def _check_files(report: VerifyReport, run: Run) -> None:
     states = list_steps(run.path / "state")
     for step in states:
         path = run.path / "state" / step_filename(step)
-        _check(report, path, lambda path=path: (True, read_tensors(path)[2]))
+        _check(report, path, lambda path=path: (True, read_tensors(path, run.hashed)[2]))
     for step in sorted(set(expected_checkpoints(run, states, states=True)) - set(states)):
         report.findings.append(Finding(run.path / "state" / step_filename(step), "missing",
                                        f"`grokinterp repair {run.path}` regenerates it by exact replay"))

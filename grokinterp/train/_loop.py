@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, RunConfig
 from ..plugins import build_plugins
 from ..runs import (Run, RunError, RunWriter, check_metrics_bytes, csv_prefix, list_steps, load_tensors, read_metrics_csv,
-                    read_tensors, state_metrics_record, step_filename, summarize)
+                    read_tensors, records_hashes, state_metrics_record, step_filename, summarize)
 from ..tasks import make_task
 from ._resources import check_resources
 from ._step import Trainer, make_trainer
@@ -41,10 +41,11 @@ def _latest_resume_point(out: Path) -> tuple[int, dict, dict, list[dict]] | None
     path = out / "metrics.csv"
     data = path.read_bytes() if path.is_file() else b""
     both = sorted(set(list_steps(out / "ckpt")) & set(list_steps(out / "state")), reverse=True)
+    hashed = records_hashes(out)
     for step in both:
         try:
-            model_state = load_tensors(out / "ckpt" / step_filename(step))
-            trainer_state, meta, _ = read_tensors(out / "state" / step_filename(step))
+            model_state = load_tensors(out / "ckpt" / step_filename(step), hashed)
+            trainer_state, meta, _ = read_tensors(out / "state" / step_filename(step), hashed)
             record = state_metrics_record(meta)
             check_metrics_bytes(path, data, record, f"state/{step_filename(step)}")
             head = csv_prefix(data, int(record["rows"])) if record else data
