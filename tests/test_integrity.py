@@ -7,6 +7,7 @@ Every damaged file here is made by the test from one tiny trained run (120 steps
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -161,3 +162,17 @@ def test_repair_says_when_it_is_impossible_and_writes_nothing(run_dir):
     with pytest.raises(RunError, match="metrics.csv is damaged .* cannot be regenerated"):
         repair_run(run_dir)
     assert not (run_dir / "ckpt" / step_filename(20)).exists()
+
+
+def test_temp_files_of_a_killed_replay_are_removed_and_live_ones_kept(run_dir):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = run_dir / "analysis" / "spectra" / "v1"
+    folder.mkdir(parents=True)
+    orphan = folder / f".prepare.json.{int(dead.stdout)}.abc123.tmp"  # as a SIGKILLed analyze leaves it
+    live = folder / f".step_0000020.safetensors.{os.getpid()}.def456.tmp"  # another replay writing right now
+    orphan.write_text("{"), live.write_bytes(b"half")
+    replay(run_dir, ["spectra"], progress=False)
+    assert not orphan.exists() and live.exists()
