@@ -22,20 +22,14 @@ from safetensors.torch import load_file, save_file
 from grokinterp.cli import main
 from grokinterp.runs import RunWriter, save_tensors, step_filename
 
-from conftest import tiny_config
+from conftest import train_tiny
 
-CONFIG = tiny_config(train__steps=60, train__ckpt_every=20, train__state_every=20, train__threads=1)
+SCHEDULE = dict(train__steps=60, train__ckpt_every=20, train__state_every=20)
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    from grokinterp.train import train_run
-
-    threads = torch.get_num_threads()
-    try:
-        return train_run(CONFIG, tmp_path_factory.mktemp("bad") / "run", progress=False).path
-    finally:
-        torch.set_num_threads(threads)
+def pristine(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("bad") / "run", **SCHEDULE)
 
 
 def legacy(run_dir: Path) -> None:

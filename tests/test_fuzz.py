@@ -24,9 +24,9 @@ from grokinterp.analysis import replay
 from grokinterp.cli import main
 from grokinterp.runs import Run, RunError
 
-from conftest import tiny_config
+from conftest import train_tiny
 
-CONFIG = tiny_config(train__steps=120, train__ckpt_every=20, train__state_every=40, train__threads=1)
+SCHEDULE = dict(train__steps=120, train__ckpt_every=20, train__state_every=40)
 FLIPS = int(os.environ.get("GROKINTERP_FUZZ_FLIPS", "4"))
 
 
@@ -104,13 +104,7 @@ def fuzz_case(run_dir: Path, victim: Path, true: dict) -> str:
 
 
 def test_flipped_bytes_in_every_file_are_detected_or_harmless(tmp_path, capsys):
-    from grokinterp.train import train_run
-
-    threads = torch.get_num_threads()
-    try:
-        pristine = train_run(CONFIG, tmp_path / "pristine", progress=False).path
-    finally:
-        torch.set_num_threads(threads)
+    pristine = train_tiny(tmp_path / "pristine", **SCHEDULE)
     true = truth(pristine)
     shutil.rmtree(pristine / "analysis")
     run_dir = tmp_path / "run"

@@ -21,20 +21,14 @@ from grokinterp.cli import main
 from grokinterp.experiments import repair_run
 from grokinterp.runs import Run, RunError, save_tensors, step_filename, verify_run
 
-from conftest import tiny_config
+from conftest import train_tiny
 
-CONFIG = tiny_config(train__steps=120, train__ckpt_every=20, train__state_every=40, train__threads=1)
+SCHEDULE = dict(train__steps=120, train__ckpt_every=20, train__state_every=40)
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    from grokinterp.train import train_run
-
-    threads = torch.get_num_threads()
-    try:
-        return train_run(CONFIG, tmp_path_factory.mktemp("integrity") / "run", progress=False).path
-    finally:
-        torch.set_num_threads(threads)
+def pristine(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("integrity") / "run", **SCHEDULE)
 
 
 @pytest.fixture
