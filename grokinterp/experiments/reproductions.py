@@ -230,7 +230,8 @@ _register(Reproduction(
           "later at β1 = 0.9; agreement rises during memorization; the momentum–gradient cosine is −0.1 to −0.3 "
           "after memorization; the effective rank of per-sample gradients drops 30–40 % at grokking; Fourier "
           "features are present by step 700.",
-    spec=SweepSpec({"optim.beta1": [0.0, 0.9], "model.seed": list(range(3))}, preset="twolayer",
+    # seed-major: each seed's two β1 runs train back to back, so a partial sweep already compares them
+    spec=SweepSpec({"model.seed": list(range(3)), "optim.beta1": [0.0, 0.9]}, preset="twolayer",
                    overrides={"train.ckpt_every": 25, "train.state_every": 500, "train.early_stop_after": 500,
                               "plugins.grad_agreement": {"every": 10}}),
     scale="The `twolayer` preset (the write-up's architecture; train fraction and learning rate from "
