@@ -381,6 +381,26 @@ def export_figures(figures: dict, docs_dir: Path, name: str) -> list[str]:
     return written
 
 
+MATMUL_GFLOPS_PER_THREAD = 91.0  # fp32 matmul at the `fast` preset's shapes, one thread (DESIGN.md's measured facts)
+
+
+def throughput(repro: Reproduction, data: ReproData) -> str:
+    """Runs per hour per worker and the matmul rate achieved (`config.step_flops` x steps ÷ wall time) as a
+    fraction of one thread's fp32 matmul limit; '' when no finished run has a wall time."""
+    from ..config import step_flops
+
+    configs = {run.name: run.config for spec in repro.specs for run in spec.runs()}
+    done = [r for r in data.finished() if r.summary.get("wall_time_s") and r.name in configs]
+    wall = sum(r.summary["wall_time_s"] for r in done)
+    if not done or wall <= 0:
+        return ""
+    flops = sum(step_flops(configs[r.name]) * (r.summary.get("final_step") or 0) for r in done)
+    rate = flops / wall / 1e9
+    return (f" Throughput: {3600 * len(done) / wall:.0f} runs per hour per worker; {rate:.0f} GFLOP/s per worker "
+            f"({100 * rate / MATMUL_GFLOPS_PER_THREAD:.0f} % of one thread's ~{MATMUL_GFLOPS_PER_THREAD:.0f} GFLOP/s "
+            f"fp32 matmul limit; wall times include other processes' load).")
+
+
 def _setup(repro: Reproduction, data: ReproData) -> str:
     def grid(spec):
         g = spec.to_dict()["grid"]
@@ -394,7 +414,7 @@ def _setup(repro: Reproduction, data: ReproData) -> str:
             + "".join(f"; and {grid(p)}" for p in repro.parts)
             + f"; step budget {data.sweep['steps']:,}; {data.sweep['machine']}, one torch thread per run. "
             f"{len(data.finished())} of {len(data.records)} runs finished; their CPU time: "
-            f"{sum(walls) / 3600:.2f} h (sum of run wall times)."
+            f"{sum(walls) / 3600:.2f} h (sum of run wall times)." + throughput(repro, data)
             + (f" Data transcribed from {data.sweep['transcribed_from']}." if data.sweep.get("transcribed_from") else ""))
 
 
