@@ -130,8 +130,9 @@ class Attention(nn.Module):
         else:
             z = einops.einsum(pattern, v, "b h q k, b k h d -> b q h d")
         z = self.hook_z(z)
-        if self.cfg.use_attn_result:  # each head's output, summed: TL's per-head result
-            result = self.hook_result(einops.einsum(z, self.W_O, "b q h d, h d m -> b q h m"))
+        if self.cfg.use_attn_result:  # each head's output z W_O, then their sum; TL's order of operations
+            per_head = einops.rearrange(z, "b q h d -> b q h d 1") * self.W_O  # [batch, q_pos, n_heads, d_head, d_model]
+            result = self.hook_result(per_head.sum(-2))
             return result.sum(-2) + self.b_O
         W_O = einops.rearrange(self.W_O, "h d m -> (h d) m")
         return einops.rearrange(z, "b q h d -> b q (h d)") @ W_O + self.b_O
