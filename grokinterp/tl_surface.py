@@ -159,6 +159,8 @@ class HookedTransformerSurface:
     share storage with nothing; gradients flow to the parameters), as in TL.
     """
 
+    tokenizer = None  # as TL's HookedTransformer built without tokenizer_name: tokens are ids (residues and '=')
+
     # ----- switches (TL 3.9 names and semantics; off by default)
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Compute each head's output z W_O separately and fire `blocks.L.attn.hook_result`
@@ -297,6 +299,39 @@ class HookedTransformerSurface:
         from transformer_lens.utilities import lm_cross_entropy_loss
 
         return lm_cross_entropy_loss(logits, tokens, per_token=per_token)
+
+    # ----- weight processing on state dicts (the model itself keeps its trained weights)
+    def fold_layer_norm(self, state_dict: dict[str, Tensor], fold_biases: bool = True, center_weights: bool = True
+                        ) -> dict[str, Tensor]:
+        """TL's LayerNorm folding of a state dict (TransformerLens' ProcessWeights, as TL 3.9 calls it). The
+        result is for a LNPre model (TL's `fold_ln=True`), which grokinterp does not build: analyse it as weights."""
+        from transformer_lens.weight_processing import ProcessWeights
+
+        return ProcessWeights.fold_layer_norm(state_dict, self.cfg, fold_biases, center_weights)
+
+    def center_writing_weights(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Subtract the d_model mean from every weight that writes to the residual (W_E, W_pos, W_O, W_out, ...)."""
+        from transformer_lens.weight_processing import ProcessWeights
+
+        return ProcessWeights.center_writing_weights(state_dict, self.cfg)
+
+    def center_unembed(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Subtract the mean over output tokens from W_U and b_U (log-probabilities unchanged)."""
+        from transformer_lens.weight_processing import ProcessWeights
+
+        return ProcessWeights.center_unembed(state_dict)
+
+    def fold_value_biases(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """b_O += sum over heads of b_V W_O, b_V = 0 (the forward is unchanged: patterns sum to 1)."""
+        from transformer_lens.weight_processing import ProcessWeights
+
+        return ProcessWeights.fold_value_biases(state_dict, self.cfg)
+
+    def refactor_factored_attn_matrices(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Refactor W_Q W_K^T and W_V W_O by their SVDs (Elhage et al. 2021), biases folded; same forward."""
+        from transformer_lens.weight_processing import ProcessWeights
+
+        return ProcessWeights.refactor_factored_attn_matrices(state_dict, self.cfg)
 
     @property
     def n_params_total(self) -> int:

@@ -86,6 +86,20 @@ def probe_model(model) -> Results:
     r.probe("tokens_to_residual_directions.1d", lambda: model.tokens_to_residual_directions(torch.tensor([1, 2, 3])))
     r.probe("tokens_to_residual_directions.2d",
             lambda: model.tokens_to_residual_directions(torch.tensor([[1, 2], [3, 4]])))
+    fresh = lambda: {k: v.detach().clone() for k, v in model.state_dict().items()}  # noqa: E731
+    for name, call in {"fold_layer_norm": lambda: model.fold_layer_norm(fresh()),
+                       "fold_layer_norm(no biases, not centred)": lambda: model.fold_layer_norm(fresh(), False, False),
+                       "center_writing_weights": lambda: model.center_writing_weights(fresh()),
+                       "center_unembed": lambda: model.center_unembed(fresh()),
+                       "fold_value_biases": lambda: model.fold_value_biases(fresh()),
+                       "refactor_factored_attn_matrices": lambda: model.refactor_factored_attn_matrices(fresh())}.items():
+        try:
+            processed = call()
+        except Exception as error:  # noqa: BLE001
+            r[name] = {"error": type(error).__name__}
+            continue
+        r[f"{name}.keys"] = sorted(processed)
+        r.update({f"{name}[{k}]": v for k, v in processed.items()})
     n_layers = cfg.n_layers
     for layer in range(n_layers + 1):
         for mlp_input in (False, True):
