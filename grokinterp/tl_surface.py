@@ -151,6 +151,11 @@ _HOOK_SWITCH = {"attn.hook_result": "use_attn_result", "hook_q_input": "use_spli
                 "hook_attn_in": "use_attn_in", "hook_mlp_in": "use_hook_mlp_in"}
 
 
+def switch_of(hook_name: str) -> str | None:
+    """The TL switch (cfg field) a hook point fires behind, e.g. "use_attn_result" for blocks.0.attn.hook_result."""
+    return next((switch for suffix, switch in _HOOK_SWITCH.items() if hook_name.endswith(suffix)), None)
+
+
 class HookedTransformerSurface:
     """TL 3.9's `HookedTransformer` properties and methods that apply to grokinterp's architecture.
 
@@ -185,10 +190,10 @@ class HookedTransformerSurface:
                            prepend=False) -> None:
         """Called by `add_hook`: a hook on a switched-off hook point would never run, so refuse it, as TL does
         (ValueError here; TL 3.9 raises AssertionError)."""
-        for suffix, switch in _HOOK_SWITCH.items():
-            if hook_point_name.endswith(suffix) and not getattr(self.cfg, switch):
-                raise ValueError(f"{hook_point_name} does not fire while cfg.{switch} is False: "
-                                 f"call model.set_{switch}(True) first")
+        switch = switch_of(hook_point_name)
+        if switch is not None and not getattr(self.cfg, switch):
+            raise ValueError(f"{hook_point_name} does not fire while cfg.{switch} is False: "
+                             f"call model.set_{switch}(True) first")
 
     # ----- embeddings and unembedding
     @property
@@ -337,6 +342,10 @@ class HookedTransformerSurface:
     def n_params_total(self) -> int:
         """Every parameter's element count (embeddings, biases and LN weights included)."""
         return sum(p.numel() for p in self.parameters())
+
+    def mps(self):
+        """`model.to("mps")`, as TL 3.9's."""
+        return self.to(torch.device("mps"))
 
     def _apply(self, fn, *args, **kwargs):
         # model.to(device or dtype), .cuda(), .double(), ...: keep cfg.device and cfg.dtype current, as TL does.

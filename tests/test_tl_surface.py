@@ -152,3 +152,100 @@ def test_cache_methods_and_patching_match_tl3(tl3, case, switch_set):
     assert not problems, report(problems, len(theirs))
     errors = sum(_raised(v) for v in theirs.values())
     assert errors < len(theirs) / 4, "most probes raise: the comparison would be empty"
+
+
+# ----------------------------------------------------------------------------- the table against TL 3.9's names
+
+
+SURFACE = json.loads((REPO / "tests" / "fixtures" / "tl3_surface.json").read_text())
+
+
+def test_every_public_name_of_tl3_is_in_the_table():
+    """A public name of TL 3.9's HookedTransformer or ActivationCache that is not torch.nn.Module's own must be
+    supported or listed as unsupported (with a reason) in docs/hooks.md's TransformerLens surface table."""
+    from grokinterp import tl_surface_table as table
+
+    assert SURFACE["transformer_lens_version"].startswith("3.9")
+    missing = [f"HookedTransformer.{name}" for name, origin in SURFACE["HookedTransformer"].items()
+               if origin != "Module" and name not in table.MODEL]
+    missing += [f"ActivationCache.{name}" for name in SURFACE["ActivationCache"] if name not in table.CACHE]
+    assert not missing, f"public in TL 3.9 but not in grokinterp/tl_surface_table.py: {missing}"
+    for name, (status, note) in {**table.MODEL, **table.CACHE}.items():
+        assert status in (table.YES, table.DIFFERS, table.NO, table.NA), name
+        assert note or status == table.YES, f"{name}: a '{status}' row must say why"
+
+
+def test_supported_names_exist_and_unsupported_ones_are_documented():
+    from grokinterp import hook_reference
+    from grokinterp import tl_surface_table as table
+
+    model = build("2l_LN_relu")
+    _, cache = model.run_with_cache(tokens_for("2l_LN_relu"))
+    absent = [f"model.{n}" for n, (s, _) in table.MODEL.items() if s in (table.YES, table.DIFFERS)
+              and not hasattr(model, n)]
+    absent += [f"cache.{n}" for n, (s, _) in table.CACHE.items() if s in (table.YES, table.DIFFERS)
+               and not hasattr(cache, n)]
+    assert not absent, f"listed as supported but missing: {absent}"
+    supported, applicable = table.counts()
+    text = hook_reference.DOC.read_text()
+    assert f"Supported: {supported} of {applicable} applicable names." in text
+    for name in table.MODEL:
+        assert f"| `{name}` |" in text, name
+
+
+# ----------------------------------------------------------------------------- switches, fast path, cfg
+
+
+@pytest.mark.parametrize("switch_set", [s for s in probes.SWITCH_SETS if s != "default"])
+@pytest.mark.parametrize("case", ["1l_none_relu", "1l_LN_gelu", "2l_LN_relu", "2l_none_gelu"])
+def test_last_position_forward_honours_the_switches(case, switch_set):
+    """`last_position_only=True` (training's forward) gives the full forward's final-position logits and fires
+    every switched-on hook point: query-side hooks with the final position, key/value-side ones with all."""
+    model, tokens = build(case), tokens_for(case)
+    probes.set_switches(model, probes.SWITCH_SETS[switch_set])
+    switched = [n for n in model.hook_dict if n.endswith(("hook_result", "_input", "hook_attn_in", "hook_mlp_in"))
+                and getattr(model.cfg, {"hook_result": "use_attn_result", "_input": "use_split_qkv_input",
+                                        "hook_attn_in": "use_attn_in", "hook_mlp_in": "use_hook_mlp_in"}[
+                    next(s for s in ("hook_result", "_input", "hook_attn_in", "hook_mlp_in") if n.endswith(s))])]
+    assert switched
+    with torch.no_grad():
+        full_logits, full = model.run_with_cache(tokens)
+        fast_logits, fast = model.run_with_cache(tokens, last_position_only=True)
+    assert torch.allclose(fast_logits, full_logits[:, -1:], atol=1e-5)
+    for name in switched:
+        assert name in fast, f"{name} did not fire in the last-position forward"
+        key_side = name.endswith(("hook_k_input", "hook_v_input", "hook_attn_in"))
+        in_last_block = name.startswith(f"blocks.{model.cfg.n_layers - 1}.")  # earlier blocks run every position
+        expected = full[name][:, -1:] if in_last_block and not key_side else full[name]
+        assert torch.allclose(fast[name], expected, atol=1e-5), name
+
+
+def test_switches_are_off_by_default_and_free():
+    model, tokens = build("1l_none_relu"), tokens_for("1l_none_relu")
+    assert not any(getattr(model.cfg, s) for s in SWITCHES)
+    _, cache = model.run_with_cache(tokens)
+    assert not [n for n in cache.keys() if n.endswith(("hook_result", "_input", "hook_attn_in", "hook_mlp_in"))]
+    with pytest.raises(ValueError, match="set_use_attn_result"):
+        model.add_hook("blocks.0.attn.hook_result", lambda acts, hook: acts)
+    model.cfg.use_attn_result = True  # directly on cfg works too, as in TL
+    seen = []
+    model.add_hook("blocks.0.attn.hook_result", lambda acts, hook: seen.append(acts.shape))
+    model(tokens)
+    model.reset_hooks()
+    assert seen == [torch.Size([6, 3, 4, 32])]
+
+
+def test_cfg_is_a_read_only_view_of_model_config():
+    model = build("2l_LN_gelu")
+    cfg = model.cfg
+    assert isinstance(cfg, TLConfig) and cfg.model_config is model.model_config
+    assert (cfg.n_layers, cfg.d_vocab, cfg.d_vocab_out, cfg.n_ctx, cfg.act_fn) == (2, P + 1, P, 3, "gelu")
+    assert cfg == model.model_config and cfg.init == "tl" and cfg.seed == model.model_config.seed
+    with pytest.raises(AttributeError, match="model_config"):
+        cfg.n_layers = 3
+    again = Transformer(cfg, model.d_vocab, model.d_vocab_out, model.n_ctx)  # a TLConfig is read as its ModelConfig
+    assert again.model_config is model.model_config and again.cfg == cfg
+    assert all(block.cfg is cfg and block.attn.cfg is cfg for block in model.blocks)
+    model.double()
+    assert cfg.dtype == torch.float64 and cfg.device == "cpu"
+    assert cfg.to_dict()["dtype"] == torch.float64 and "model_config" not in cfg.to_dict()
