@@ -249,3 +249,55 @@ def test_cfg_is_a_read_only_view_of_model_config():
     model.double()
     assert cfg.dtype == torch.float64 and cfg.device == "cpu"
     assert cfg.to_dict()["dtype"] == torch.float64 and "model_config" not in cfg.to_dict()
+
+
+# ----------------------------------------------------------------------------- a TL user's notebook
+
+
+def test_a_tl_notebook_runs_unchanged_on_a_grokinterp_run(tiny_run):
+    """What a TL 3.9 analysis of a one-layer modular-addition model does (weights, circuits, cache decompositions,
+    head results), on a trained grokinterp run, with the identities those calls must satisfy."""
+    model, p = tiny_run.model(), tiny_run.task.p
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    dataset = torch.stack([a.flatten(), b.flatten(), torch.full((p * p,), p)], dim=1)
+    labels = (dataset[:, 0] + dataset[:, 1]) % p
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(dataset)
+        assert model.cfg.d_vocab == p + 1 and model.cfg.n_layers == 1 and model.cfg.d_vocab_out == p
+        # weights and circuits
+        W_E = model.embed.W_E[:-1]
+        W_neur = W_E @ model.blocks[0].attn.W_V @ model.blocks[0].attn.W_O @ model.blocks[0].mlp.W_in
+        assert W_neur.shape == (model.cfg.n_heads, p, model.cfg.d_mlp)
+        full_ov = (model.W_E @ model.OV[0] @ model.W_U).AB  # [n_heads, d_vocab, d_vocab_out]
+        ov = torch.einsum("tm,hmd,hdn,nv->htv", model.W_E, model.W_V[0], model.W_O[0], model.W_U)
+        assert torch.allclose(full_ov, ov, atol=1e-4)
+        assert torch.allclose(model.QK[0].AB, model.W_Q[0] @ model.W_K[0].transpose(-1, -2), atol=1e-5)
+        # the cache: short names, decompositions, attributions
+        neuron_acts = cache["post", 0, "mlp"][:, -1, :]
+        assert torch.equal(neuron_acts, cache["blocks.0.mlp.hook_post"][:, -1])
+        resid, names = cache.decompose_resid(pos_slice=-1, return_labels=True)
+        assert names == ["embed", "pos_embed", "0_attn_out", "0_mlp_out"]
+        assert torch.allclose(resid.sum(0), cache["resid_post", -1][:, -1], atol=1e-4)
+        attrs = cache.logit_attrs(resid, labels, pos_slice=-1)
+        assert torch.allclose(attrs.sum(0) + model.b_U[labels], logits[:, -1].gather(1, labels[:, None])[:, 0],
+                              atol=1e-3)
+        heads = cache.stack_head_results(pos_slice=-1)  # computed from hook_z, as TL does without the switch
+        assert torch.allclose(heads.sum(0) + model.b_O[0], cache["attn_out", 0][:, -1], atol=1e-4)
+        full, names = cache.get_full_resid_decomposition(pos_slice=-1, return_labels=True)
+        assert len(names) == model.cfg.n_heads + model.cfg.d_mlp + 3
+        assert torch.allclose(full.sum(0), cache["resid_post", 0][:, -1], atol=1e-3)
+        # head results from the switch itself, and patching one head
+        model.set_use_attn_result(True)
+        _, switched = model.run_with_cache(dataset)
+        assert torch.allclose(switched["result", 0][:, -1], heads.transpose(0, 1), atol=1e-5)
+
+        def ablate_head_0(result, hook):
+            result[:, :, 0] = 0.0
+            return result
+
+        ablated = model.run_with_hooks(dataset, fwd_hooks=[("blocks.0.attn.hook_result", ablate_head_0)])
+        block = model.blocks[0]  # by hand: head 0's result leaves resid_mid, then the MLP and the unembed
+        mid = cache["resid_mid", 0] - switched["result", 0][:, :, 0]
+        by_hand = model.unembed(model.ln_final(mid + block.mlp(block.ln2(mid))))
+        assert torch.allclose(ablated, by_hand, atol=1e-4)
+        assert not torch.allclose(ablated, logits, atol=1e-2)  # the ablation did something
