@@ -131,7 +131,8 @@ class Attention(nn.Module):
             z = einops.einsum(pattern, v, "b h q k, b k h d -> b q h d")
         z = self.hook_z(z)
         if self.cfg.use_attn_result:  # each head's output z W_O, then their sum; TL's order of operations
-            per_head = einops.rearrange(z, "b q h d -> b q h d 1") * self.W_O  # [batch, q_pos, n_heads, d_head, d_model]
+            # [batch, q_pos, n_heads, d_head, d_model], summed over d_head
+            per_head = einops.rearrange(z, "b q h d -> b q h d 1") * self.W_O
             result = self.hook_result(per_head.sum(-2))
             return result.sum(-2) + self.b_O
         W_O = einops.rearrange(self.W_O, "h d m -> (h d) m")

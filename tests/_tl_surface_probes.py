@@ -87,12 +87,15 @@ def probe_model(model) -> Results:
     r.probe("tokens_to_residual_directions.2d",
             lambda: model.tokens_to_residual_directions(torch.tensor([[1, 2], [3, 4]])))
     fresh = lambda: {k: v.detach().clone() for k, v in model.state_dict().items()}  # noqa: E731
-    for name, call in {"fold_layer_norm": lambda: model.fold_layer_norm(fresh()),
-                       "fold_layer_norm(no biases, not centred)": lambda: model.fold_layer_norm(fresh(), False, False),
-                       "center_writing_weights": lambda: model.center_writing_weights(fresh()),
-                       "center_unembed": lambda: model.center_unembed(fresh()),
-                       "fold_value_biases": lambda: model.fold_value_biases(fresh()),
-                       "refactor_factored_attn_matrices": lambda: model.refactor_factored_attn_matrices(fresh())}.items():
+    processing = {
+        "fold_layer_norm": lambda: model.fold_layer_norm(fresh()),
+        "fold_layer_norm(no biases, not centred)": lambda: model.fold_layer_norm(fresh(), False, False),
+        "center_writing_weights": lambda: model.center_writing_weights(fresh()),
+        "center_unembed": lambda: model.center_unembed(fresh()),
+        "fold_value_biases": lambda: model.fold_value_biases(fresh()),
+        "refactor_factored_attn_matrices": lambda: model.refactor_factored_attn_matrices(fresh()),
+    }
+    for name, call in processing.items():
         try:
             processed = call()
         except Exception as error:  # noqa: BLE001
@@ -189,7 +192,8 @@ def probe_cache(model, tokens: torch.Tensor) -> Results:
         r.probe(f"get_neuron_results({layer}, 3, -1)",
                 lambda layer=layer: cache.get_neuron_results(layer, neuron_slice=3, pos_slice=-1))
     for name, sublayer in (("pattern", None), ("resid_pre", None), ("scale", "ln1"), ("post", None)):
-        r.probe(f"stack_activation({name})", lambda a=(name, sublayer): cache.stack_activation(a[0], sublayer_type=a[1]))
+        r.probe(f"stack_activation({name})",
+                lambda a=(name, sublayer): cache.stack_activation(a[0], sublayer_type=a[1]))
 
     stack = lambda: cache.decompose_resid(pos_slice=-1)  # noqa: E731
     r.probe("logit_attrs(answers)", lambda: cache.logit_attrs(stack(), answers, pos_slice=-1))

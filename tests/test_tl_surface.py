@@ -78,7 +78,8 @@ def tl3(tmp_path_factory) -> dict:
         model = build(case)
         (root / case).mkdir()
         (root / case / "config.json").write_text(json.dumps(tl_config(model)))
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(root / case / "sd.safetensors"))
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(root / case / "sd.safetensors"))
         save_file({"tokens": tokens_for(case)}, str(root / case / "tokens.safetensors"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     proc = subprocess.run([str(python), str(CHECK), str(root)], capture_output=True, text=True, env=env, timeout=900)
