@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .experiments.cli import add_repro_parser, run_repro_command
+from .experiments.cli import add_claims_parser, add_repro_parser, run_claims_command, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command
 from .warn.cli import add_warn_parser, run_warn_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sweep_parser(sub)
     add_repro_parser(sub)
+    add_claims_parser(sub)
     add_warn_parser(sub)
     return parser
 
@@ -217,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_import(args)
         if args.command == "repro":
             return run_repro_command(args)
+        if args.command == "claims":
+            return run_claims_command(args)
         if args.command == "warn":
             return run_warn_command(args, sys.argv[1:] if argv is None else argv)
         for name, overrides in PRESETS.items():
