@@ -1,0 +1,189 @@
+"""The run directory's file primitives: atomic writes, safetensors / JSON / CSV, the lock.
+
+```
+<run>/config.json  split.safetensors  metrics.csv  summary.json  LOCK
+<run>/ckpt/step_<NNNNNNN>.safetensors    the HookedTransformer state dict of theta_step
+<run>/state/step_<NNNNNNN>.safetensors   optimizer, RNG and plug-in state at that step
+```
+Every file is written to a temporary name, fsynced and renamed. Only
+safetensors, JSON and CSV are read back; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import Tensor
+
+
+STEP_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
+TEMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp names: .<name>.<random>.tmp
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be used as asked (locked, missing, corrupted)."""
+
+
+def step_filename(step: int) -> str:
+    return f"step_{step:07d}.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; run outputs are meant to be shared
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temp files a killed writer left in `run_dir`, ckpt/ and state/ (call with the lock held)."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "ckpt", Path(run_dir) / "state"):
+        if folder.is_dir():
+            for name in os.listdir(folder):
+                if TEMP_RE.match(name) and (folder / name).is_file():
+                    (folder / name).unlink(missing_ok=True)
+                    removed.append(folder / name)
+    return removed
+
+
+def atomic_write_json(path: Path, obj, sort_keys: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n").encode())
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(data, metadata=metadata))
+
+
+def load_tensors(path: Path) -> dict[str, Tensor]:
+    """Load a safetensors file; a missing, truncated or corrupted one raises RunError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path} does not exist")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise RunError(f"{path} is truncated or corrupted ({e}); delete it (a resume rewrites it)") from None
+
+
+def write_csv(path: Path, rows: list[dict], cell) -> None:
+    """Rows as CSV, atomically; columns in first-seen order, each value written as `cell(value)`."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([cell(row.get(c)) for c in columns])
+    atomic_write_bytes(Path(path), buffer.getvalue().encode())
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr)."""
+    write_csv(path, rows, lambda x: "" if _isnan(x) else _fmt(x))
+
+
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and x != x)
+
+
+def _fmt(x) -> str:
+    return str(int(x)) if isinstance(x, int) else repr(float(x))
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v != "" else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_metrics_columns(path: Path) -> dict[str, np.ndarray]:
+    """metrics.csv as column name -> float64 array (NaN = not measured); {} for an empty file."""
+    rows = read_metrics_csv(path)
+    columns = list(rows[0]) if rows else []
+    return {c: np.array([r[c] for r in rows], dtype=np.float64) for c in columns}
+
+
+def versions() -> dict[str, str]:
+    import transformer_lens  # noqa: F401  (version lookup only)
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    for pkg in ("grokinterp", "transformer-lens", "safetensors", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    out["git_commit"] = commit or "unknown"
+    return out
+
+
+class RunLock:
+    """An exclusive flock on <run>/LOCK, released by the kernel even on SIGKILL."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "LOCK"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            self.fd = None
+            raise RunError(
+                f"{self.path.parent} is being written by another process (pid {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def list_steps(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for name in os.listdir(folder) if (m := STEP_RE.match(name)))
