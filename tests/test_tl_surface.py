@@ -11,6 +11,9 @@ Then the surface table of docs/hooks.md (grokinterp/tl_surface_table.py) against
 TL 3.9's `HookedTransformer` and `ActivationCache` (tests/fixtures/tl3_surface.json, written by
 tests/fixtures/make_tl3_surface.py): each must be supported or listed as unsupported with a reason.
 
+Last, a TL 3.9 user's one-layer modular-addition notebook (tests/_tl_notebook.py) runs unchanged on a trained
+grokinterp run and on TL 3.9 loaded from the run's checkpoint file, with the same values.
+
 Needs .venv-tl3 (`make tl3-venv`): skips without it, except under CI=true, where it fails.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +30,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import _tl_notebook
 import _tl_surface_probes as probes
 from conftest import tl3_python
 from grokinterp.config import ModelConfig
 from grokinterp.model import Transformer
+from grokinterp.runs import step_filename
 from grokinterp.tl_surface import SWITCHES, TLConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,10 +75,19 @@ def tl_config(model: Transformer) -> dict:
                 d_vocab_out=model.d_vocab_out, n_ctx=model.n_ctx, device="cpu")
 
 
+def run_tl3(root: Path, *args: str) -> None:
+    """tests/fixtures/tl3_surface_check.py on the case folders under `root`, in TL 3.9's venv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    proc = subprocess.run([str(tl3_python()), str(CHECK), str(root), *args], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode == 0, f"TL 3.9 check failed:\n{proc.stderr[-4000:]}"
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["transformer_lens_version"].startswith("3.")
+
+
 @pytest.fixture(scope="module")
 def tl3(tmp_path_factory) -> dict:
     """{case: {"model": results, switch set: results}} computed by TL 3.9 in one subprocess."""
-    python = tl3_python()
+    tl3_python()  # skips (or fails under CI) before building anything
     root = tmp_path_factory.mktemp("tl_surface")
     for case in CASES:
         model = build(case)
@@ -81,10 +96,7 @@ def tl3(tmp_path_factory) -> dict:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(root / case / "sd.safetensors"))
         save_file({"tokens": tokens_for(case)}, str(root / case / "tokens.safetensors"))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    proc = subprocess.run([str(python), str(CHECK), str(root)], capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, f"TL 3.9 check failed:\n{proc.stderr[-4000:]}"
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["transformer_lens_version"].startswith("3.")
+    run_tl3(root)
     return {case: {name: probes.load_results(str(root / case / "tl3" / name))
                    for name in ("model", *probes.SWITCH_SETS)} for case in CASES}
 
@@ -255,50 +267,28 @@ def test_cfg_is_a_read_only_view_of_model_config():
 # ----------------------------------------------------------------------------- a TL user's notebook
 
 
-def test_a_tl_notebook_runs_unchanged_on_a_grokinterp_run(tiny_run):
-    """What a TL 3.9 analysis of a one-layer modular-addition model does (weights, circuits, cache decompositions,
-    head results), on a trained grokinterp run, with the identities those calls must satisfy."""
-    model, p = tiny_run.model(), tiny_run.task.p
-    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
-    dataset = torch.stack([a.flatten(), b.flatten(), torch.full((p * p,), p)], dim=1)
-    labels = (dataset[:, 0] + dataset[:, 1]) % p
-    with torch.no_grad():
-        logits, cache = model.run_with_cache(dataset)
-        assert model.cfg.d_vocab == p + 1 and model.cfg.n_layers == 1 and model.cfg.d_vocab_out == p
-        # weights and circuits
-        W_E = model.embed.W_E[:-1]
-        W_neur = W_E @ model.blocks[0].attn.W_V @ model.blocks[0].attn.W_O @ model.blocks[0].mlp.W_in
-        assert W_neur.shape == (model.cfg.n_heads, p, model.cfg.d_mlp)
-        full_ov = (model.W_E @ model.OV[0] @ model.W_U).AB  # [n_heads, d_vocab, d_vocab_out]
-        ov = torch.einsum("tm,hmd,hdn,nv->htv", model.W_E, model.W_V[0], model.W_O[0], model.W_U)
-        assert torch.allclose(full_ov, ov, atol=1e-4)
-        assert torch.allclose(model.QK[0].AB, model.W_Q[0] @ model.W_K[0].transpose(-1, -2), atol=1e-5)
-        # the cache: short names, decompositions, attributions
-        neuron_acts = cache["post", 0, "mlp"][:, -1, :]
-        assert torch.equal(neuron_acts, cache["blocks.0.mlp.hook_post"][:, -1])
-        resid, names = cache.decompose_resid(pos_slice=-1, return_labels=True)
-        assert names == ["embed", "pos_embed", "0_attn_out", "0_mlp_out"]
-        assert torch.allclose(resid.sum(0), cache["resid_post", -1][:, -1], atol=1e-4)
-        attrs = cache.logit_attrs(resid, labels, pos_slice=-1)
-        assert torch.allclose(attrs.sum(0) + model.b_U[labels], logits[:, -1].gather(1, labels[:, None])[:, 0],
-                              atol=1e-3)
-        heads = cache.stack_head_results(pos_slice=-1)  # computed from hook_z, as TL does without the switch
-        assert torch.allclose(heads.sum(0) + model.b_O[0], cache["attn_out", 0][:, -1], atol=1e-4)
-        full, names = cache.get_full_resid_decomposition(pos_slice=-1, return_labels=True)
-        assert len(names) == model.cfg.n_heads + model.cfg.d_mlp + 3
-        assert torch.allclose(full.sum(0), cache["resid_post", 0][:, -1], atol=1e-3)
-        # head results from the switch itself, and patching one head
-        model.set_use_attn_result(True)
-        _, switched = model.run_with_cache(dataset)
-        assert torch.allclose(switched["result", 0][:, -1], heads.transpose(0, 1), atol=1e-5)
-
-        def ablate_head_0(result, hook):
-            result[:, :, 0] = 0.0
-            return result
-
-        ablated = model.run_with_hooks(dataset, fwd_hooks=[("blocks.0.attn.hook_result", ablate_head_0)])
-        block = model.blocks[0]  # by hand: head 0's result leaves resid_mid, then the MLP and the unembed
-        mid = cache["resid_mid", 0] - switched["result", 0][:, :, 0]
-        by_hand = model.unembed(model.ln_final(mid + block.mlp(block.ln2(mid))))
-        assert torch.allclose(ablated, by_hand, atol=1e-4)
-        assert not torch.allclose(ablated, logits, atol=1e-2)  # the ablation did something
+def test_a_tl_notebook_runs_unchanged_on_a_grokinterp_run(tiny_run, tmp_path):
+    """A TL 3.9 user's one-layer modular-addition notebook (tests/_tl_notebook.py: weights, circuits, cache
+    decompositions, head results, head ablation) runs unchanged on a trained grokinterp run's model, and on TL 3.9's
+    HookedTransformer loaded from the run's checkpoint file; every value agrees."""
+    model = tiny_run.model()
+    case = tmp_path / "notebook"
+    case.mkdir()
+    (case / "config.json").write_text(json.dumps(tl_config(model)))
+    shutil.copy(tiny_run.path / "ckpt" / step_filename(tiny_run.steps[-1]), case / "sd.safetensors")
+    ours = _tl_notebook.notebook(model)
+    run_tl3(tmp_path, "--notebook")
+    theirs = probes.load_results(str(case / "tl3" / "notebook"))
+    problems = differences(ours, theirs)
+    assert not problems, report(problems, len(theirs))
+    assert not model.cfg.use_attn_result and not model.hook_dict["blocks.0.attn.hook_z"].fwd_hooks
+    # what the notebook's values mean, on a run that grokked
+    p, n_heads, d_mlp = model.cfg.d_vocab_out, model.cfg.n_heads, model.cfg.d_mlp
+    assert ours["accuracy"] > 0.99 and ours["W_neur"].shape == (n_heads, p, d_mlp)
+    assert ours["resid labels"] == ["embed", "pos_embed", "0_attn_out", "0_mlp_out"]
+    assert torch.allclose(ours["decompose_resid"].sum(0), ours["resid_post"], atol=1e-4)
+    assert torch.allclose(ours["full decomposition"].sum(0), ours["resid_post"], atol=1e-3)
+    assert len(ours["full labels"]) == n_heads + d_mlp + 3
+    assert torch.allclose(ours["hook_result"], ours["stack_head_results"].transpose(0, 1), atol=1e-5)
+    assert not torch.allclose(ours["ablate result"], ours["logits"], atol=1e-2)  # the ablation did something
+    assert torch.allclose(ours["ablate result"], ours["ablate z"], atol=1e-4)  # z W_O of head 0 is its result
