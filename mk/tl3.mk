@@ -31,7 +31,6 @@ $(TL3_STAMP): mk/tl3.mk
 # Regenerate the TL 3 reference fixtures (commit them with the script).
 tl3-fixtures: $(TL3_STAMP)
 	$(TL3_PYTHON) -W ignore::DeprecationWarning tests/fixtures/make_tl3_fixture.py
-	$(TL3_PYTHON) tests/fixtures/make_tl3_surface.py
 
 tl3-clean:
 	rm -rf $(TL3_VENV)

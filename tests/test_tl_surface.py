@@ -8,8 +8,8 @@ each `use_*` switch, plus per-head patching through the switched-on hook points.
 labels exactly, and a call that raises in TL 3.9 must raise the same exception here.
 
 Then the surface table of docs/hooks.md (grokinterp/tl_surface_table.py) against the public attributes of
-TL 3.9's `HookedTransformer` and `ActivationCache` (tests/fixtures/tl3_surface.json, written by
-tests/fixtures/make_tl3_surface.py): each must be supported or listed as unsupported with a reason.
+TL 3.9's `HookedTransformer` and `ActivationCache`, listed by TL 3.9 itself: each must be supported or listed
+as unsupported with a reason.
 
 Last, a TL 3.9 user's one-layer modular-addition notebook (tests/_tl_notebook.py) runs unchanged on a trained
 grokinterp run and on TL 3.9 loaded from the run's checkpoint file, with the same values.
@@ -170,18 +170,17 @@ def test_cache_methods_and_patching_match_tl3(tl3, case, switch_set):
 # ----------------------------------------------------------------------------- the table against TL 3.9's names
 
 
-SURFACE = json.loads((REPO / "tests" / "fixtures" / "tl3_surface.json").read_text())
-
-
-def test_every_public_name_of_tl3_is_in_the_table():
+def test_every_public_name_of_tl3_is_in_the_table(tmp_path):
     """A public name of TL 3.9's HookedTransformer or ActivationCache that is not torch.nn.Module's own must be
     supported or listed as unsupported (with a reason) in docs/hooks.md's TransformerLens surface table."""
     from grokinterp import tl_surface_table as table
 
-    assert SURFACE["transformer_lens_version"].startswith("3.9")
-    missing = [f"HookedTransformer.{name}" for name, origin in SURFACE["HookedTransformer"].items()
+    run_tl3(tmp_path, "--names")
+    surface = json.loads((tmp_path / "names.json").read_text())
+    assert len(surface["HookedTransformer"]) > 100 and "decompose_resid" in surface["ActivationCache"]
+    missing = [f"HookedTransformer.{name}" for name, origin in surface["HookedTransformer"].items()
                if origin != "Module" and name not in table.MODEL]
-    missing += [f"ActivationCache.{name}" for name in SURFACE["ActivationCache"] if name not in table.CACHE]
+    missing += [f"ActivationCache.{name}" for name in surface["ActivationCache"] if name not in table.CACHE]
     assert not missing, f"public in TL 3.9 but not in grokinterp/tl_surface_table.py: {missing}"
     for name, (status, note) in {**table.MODEL, **table.CACHE}.items():
         assert status in (table.YES, table.DIFFERS, table.NO, table.NA), name
