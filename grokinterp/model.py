@@ -351,14 +351,6 @@ class Transformer(HookedTransformerSurface, HookedRootModule):
             cache = ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
         return out, cache
 
-    def stack(self, name: str) -> Tensor:
-        """A per-block parameter stacked over layers, TL-style (`model.stack("W_in")` -> [n_layers, ...])."""
-        mods = {"W_Q": "attn", "W_K": "attn", "W_V": "attn", "W_O": "attn", "W_in": "mlp", "W_out": "mlp",
-                "b_in": "mlp", "b_out": "mlp", "b_Q": "attn", "b_K": "attn", "b_V": "attn", "b_O": "attn"}
-        if name not in mods:
-            raise ValueError(f"unknown block parameter {name!r}; choose one of {sorted(mods)}")
-        return torch.stack([getattr(getattr(b, mods[name]), name) for b in self.blocks])
-
 
 def build_model(config: RunConfig) -> Transformer:
     """The (freshly initialised) Transformer that a run's config describes: its model section, with the

@@ -29,6 +29,9 @@ from .config import ModelConfig
 # The switches that make TL fire its optional hook points (all off by default, as in TL 3).
 SWITCHES = ("use_attn_result", "use_split_qkv_input", "use_attn_in", "use_hook_mlp_in")
 
+# The per-block parameters that HookedTransformerSurface stacks over layers (model.W_Q, ...).
+STACKED = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_in", "W_out", "b_in", "b_out")
+
 # Fields of ModelConfig that TL's HookedTransformerConfig has under the same name and meaning.
 _FROM_MODEL_CONFIG = ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn", "normalization_type")
 
@@ -220,6 +223,12 @@ class HookedTransformerSurface:
     # ----- per-block parameters stacked over layers
     def _stacked(self, module: str, name: str) -> Tensor:
         return torch.stack([getattr(getattr(block, module), name) for block in self.blocks], dim=0)
+
+    def stack(self, name: str) -> Tensor:
+        """A per-block parameter stacked over layers by name: `model.stack("W_in")` is `model.W_in`."""
+        if name not in STACKED:
+            raise ValueError(f"unknown block parameter {name!r}; choose one of {sorted(STACKED)}")
+        return getattr(self, name)
 
     W_Q = property(lambda self: self._stacked("attn", "W_Q"), doc="[n_layers, n_heads, d_model, d_head]")
     W_K = property(lambda self: self._stacked("attn", "W_K"), doc="[n_layers, n_heads, d_model, d_head]")

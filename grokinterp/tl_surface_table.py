@@ -10,6 +10,8 @@ nor torch.nn.Module's own.
 
 from __future__ import annotations
 
+from .tl_surface import STACKED
+
 YES, DIFFERS, NO, NA = "yes", "differs", "no", "n/a"
 _STACKED = "stacked over layers, [n_layers, ...], as TL"
 _HOOKS = "inherited from TransformerLens 4's HookedRootModule: TL 3.9's API"
@@ -25,8 +27,7 @@ MODEL: dict[str, tuple[str, str]] = {
     "W_E": (YES, "[d_vocab, d_model]"), "W_pos": (YES, "[n_ctx, d_model]"),
     "W_E_pos": (YES, "[d_vocab + n_ctx, d_model]"), "W_U": (YES, "[d_model, d_vocab_out]"),
     "b_U": (YES, "[d_vocab_out]"),
-    **{name: (YES, _STACKED) for name in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O",
-                                          "W_in", "W_out", "b_in", "b_out")},
+    **{name: (YES, _STACKED) for name in STACKED},
     "W_gate": (YES, "None: the MLP is not gated (as TL 3.9 for this architecture)"),
     "QK": (YES, "TransformerLens 4's FactoredMatrix (W_Q, W_K^T); its A, B, AB, BA, svd, eigenvalues, norm, "
                 "indexing and products compared with TL 3.9's"),
@@ -123,6 +124,11 @@ def markdown() -> list[str]:
         "`model.cfg` is TL's view of the config; `model.model_config` is grokinterp's `ModelConfig`. The switches",
         "(`model.set_use_attn_result(True)`, or `model.cfg.use_attn_result = True`) are off by default, as in TL,",
         "and cost nothing when off.",
+        "",
+        "A TL 3.9 user's analysis notebook for a one-layer modular-addition model (weights, circuits, cache",
+        "decompositions, head and neuron results, head ablation: tests/_tl_notebook.py) runs unchanged on a",
+        "trained grokinterp run and on TL 3.9's `HookedTransformer` loaded from the run's checkpoint file, with the",
+        "same values (tests/test_tl_surface.py).",
         "",
     ]
     for title, table in (("`HookedTransformer`", MODEL), ("`ActivationCache`", CACHE)):

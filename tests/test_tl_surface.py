@@ -36,7 +36,7 @@ from conftest import tl3_python
 from grokinterp.config import ModelConfig
 from grokinterp.model import Transformer
 from grokinterp.runs import step_filename
-from grokinterp.tl_surface import SWITCHES, TLConfig
+from grokinterp.tl_surface import STACKED, SWITCHES, TLConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CHECK = REPO / "tests" / "fixtures" / "tl3_surface_check.py"
@@ -245,6 +245,15 @@ def test_switches_are_off_by_default_and_free():
     model(tokens)
     model.reset_hooks()
     assert seen == [torch.Size([6, 3, 4, 32])]
+
+
+def test_stack_by_name_is_the_stacked_property():
+    model = build("2l_none_gelu")
+    for name in STACKED:
+        assert torch.equal(model.stack(name), getattr(model, name))
+    assert model.stack("W_in").shape == (2, 32, 64) and torch.equal(model.W_in[1], model.blocks[1].mlp.W_in)
+    with pytest.raises(ValueError, match="W_gate"):
+        model.stack("W_gate")
 
 
 def test_cfg_is_a_read_only_view_of_model_config():
