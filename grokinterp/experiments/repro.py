@@ -137,6 +137,33 @@ def cell_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]
     return columns, rows
 
 
+def calibration_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
+    """The candidates (one seed each), then the chosen setting over the geometry reproduction's seeds at
+    β1 0.9 (the write-up's default AdamW) and β1 0 (its gap must stay a few hundred steps): medians with
+    bootstrap CIs, and the CPU cost of a step (1000 / the run's steps per second, one thread, shared machine)."""
+    from .repro_data import DATA_DIR, load_data
+
+    columns = ["setting", "runs", "status", "median memorized [CI]", "median grokked [CI]", "median gap [CI]",
+               "ms / step (1 thread)", "target"]
+
+    def row(label, members, target):
+        done = [r for r in members if r.finished]
+        ms = [1000 / r.summary["steps_per_s"] for r in done if r.summary.get("steps_per_s")]
+        grokked = [r for r in done if r.summary["status"] == "grokked"]
+        return [label, str(len(done)), "/".join(sorted({r.summary["status"] for r in done})) or "unfinished",
+                median_ci(done, "memorization_step"), median_ci(grokked, "grokking_step"), median_ci(grokked, "gap"),
+                fmt(float(np.median(ms))) if ms else "–", target]
+
+    rows = [row(f"candidate {v['arm']}, β1 0.9", m, reference.get(v["arm"], "–")) for v, m in cells(data, ["arm"])]
+    geometry_dir = DATA_DIR / "geometry"
+    if (geometry_dir / "runs.csv").is_file():
+        geometry = load_data("geometry", geometry_dir)
+        for beta1, target in ((0.9, "grok ≈ 1,500"), (0.0, "gap of a few hundred steps")):
+            members = [r for r in geometry.records if r.values.get("optim.beta1") == beta1]
+            rows.append(row(f"chosen (30 % train, lr 3e-3), β1 {beta1} (geometry runs)", members, target))
+    return columns, rows
+
+
 def speedup_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
     """Per arm (one run each, or medians over seeds): grokking step and speed-up vs the "baseline" arm."""
     columns = ["arm", "runs", "status", "memorized", "grokked", "speed-up vs baseline", "source: epochs (speed-up)",
