@@ -11,6 +11,7 @@ One torch thread, CPU time of this process (`time.process_time`), so the numbers
 - evaluation: one `Trainer.evaluate` of the test set, divided by `train.eval_every` (its share per step);
 - train_run: the whole loop for --steps steps (evaluation, checkpoints every `train.ckpt_every`, a resume
   state every `train.state_every`, metrics.csv, summary), start-up excluded;
+- train_run with checkpoints and states only at the first and last step: what dense checkpoints cost;
 - overhead: train_run ÷ (bare step + evaluation share) − 1. The target is ≤ 10 %.
 """
 
@@ -65,21 +66,26 @@ def main() -> None:
     step_ms = cpu_ms(stepper.train_step, repeats)
     eval_ms = cpu_ms(lambda: trainer.evaluate(trainer.test_tokens, trainer.test_labels), max(5, repeats // 5))
     eval_share = eval_ms / config.train.eval_every
-    out = tempfile.mkdtemp(prefix="bench_loop_")
-    try:
-        shutil.rmtree(out)
-        start = time.process_time()
-        train_run(config, out, progress=False)
-        loop_ms = 1000 * (time.process_time() - start) / args.steps
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    def loop(cfg) -> float:
+        out = tempfile.mkdtemp(prefix="bench_loop_")
+        try:
+            shutil.rmtree(out)
+            start = time.process_time()
+            train_run(cfg, out, progress=False)
+            return 1000 * (time.process_time() - start) / args.steps
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    loop_ms = loop(config)
+    sparse_ms = loop(apply_overrides(config, {"train.ckpt_every": args.steps, "train.state_every": args.steps}))
     needed = bare_ms + eval_share
     t = config.train
     print(f"{args.preset} preset, {args.steps} steps, 1 thread, CPU ms per training step "
           f"(eval every {t.eval_every}, checkpoint every {t.ckpt_every}, state every {t.state_every}; "
           f"load average {os.getloadavg()[0]:.1f})")
     for label, value in (("bare step", bare_ms), ("Trainer.train_step (metrics, no eval)", step_ms),
-                         (f"evaluation ÷ {t.eval_every}", eval_share), ("train_run (the loop)", loop_ms)):
+                         (f"evaluation ÷ {t.eval_every}", eval_share), ("train_run (the loop)", loop_ms),
+                         ("train_run, first and last checkpoint only", sparse_ms)):
         print(f"{label:>40} | {value:8.2f}")
     print(f"{'overhead over step + evaluation':>40} | {100 * (loop_ms / needed - 1):7.1f} %")
 

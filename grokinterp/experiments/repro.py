@@ -384,6 +384,14 @@ def export_figures(figures: dict, docs_dir: Path, name: str) -> list[str]:
 MATMUL_GFLOPS_PER_THREAD = 91.0  # fp32 matmul at the `fast` preset's shapes, one thread (DESIGN.md's measured facts)
 
 
+def checkpoints(spec: SweepSpec) -> str:
+    """What the runs write besides their metrics, and why that is affordable."""
+    t = spec.base_config().train
+    return (f"a checkpoint every {t.ckpt_every:,} steps and a resume state every {t.state_every:,} (so any run can "
+            "be replayed or forked; at the default 50 / 500 they cost ~2 % of the `fast` loop's CPU time, "
+            "bench/bench_loop.py)")
+
+
 def throughput(repro: Reproduction, data: ReproData) -> str:
     """Runs per hour per worker and the matmul rate achieved (`config.step_flops` x steps ÷ wall time) as a
     fraction of one thread's fp32 matmul limit; '' when no finished run has a wall time."""
@@ -412,7 +420,8 @@ def _setup(repro: Reproduction, data: ReproData) -> str:
     return (f"preset `{spec.preset}`, overrides `{json.dumps(spec.overrides)}`; cells: {grid(spec)}"
             + (f", arms {', '.join(spec.arms)}" if spec.arms else "")
             + "".join(f"; and {grid(p)}" for p in repro.parts)
-            + f"; step budget {data.sweep['steps']:,}; {data.sweep['machine']}, one torch thread per run. "
+            + f"; step budget {data.sweep['steps']:,}; {checkpoints(spec)}; {data.sweep['machine']}, one torch "
+            "thread per run. "
             f"{len(data.finished())} of {len(data.records)} runs finished; their CPU time: "
             f"{sum(walls) / 3600:.2f} h (sum of run wall times)." + throughput(repro, data)
             + (f" Data transcribed from {data.sweep['transcribed_from']}." if data.sweep.get("transcribed_from") else ""))
