@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig
 from .runs import (
+    MetricsAppender,
     Run,
     RunError,
     RunLock,
@@ -24,7 +25,6 @@ from .runs import (
     save_tensors,
     step_filename,
     versions,
-    write_metrics_csv,
 )
 from .tasks import make_task
 from .train import ACC_THRESHOLD, Trainer, build_plugins, make_trainer
@@ -108,7 +108,8 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
     """Train `config` into the run directory `out` (or continue it with `resume=True`); returns the Run.
 
     Writes config.json, split, checkpoints every `train.ckpt_every` steps, resume state every
-    `train.state_every`, metrics.csv (rewritten with each state), and summary.json at the end.
+    `train.state_every`, metrics.csv (rows appended at every checkpoint, so a live run can be followed),
+    and summary.json at the end.
     """
     out = Path(out)
     build_plugins(config)  # an unknown plug-in or bad plug-in arguments: a ConfigError before anything is written
@@ -148,18 +149,19 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
             trainer.load_state_dict(trainer_state)
             wall_before = float(trainer_state.get("trainer/wall_time_s", torch.tensor(0.0)))
         atomic_write_json(out / "summary.json", {"status": "running", "final_step": trainer.step})
-        return _loop(trainer, out, rows, wall_before, progress)
+        metrics = MetricsAppender(out / "metrics.csv", rows)  # rewound to the resume point
+        return _loop(trainer, out, rows, wall_before, progress, metrics)
 
 
 def _save_point(trainer: Trainer, out: Path, ckpt: bool, state: bool, wall_time_s: float,
-                rows: list[dict] | None = None) -> None:
-    """Checkpoint, then metrics.csv (`rows`, when given), then the state: a resume point (a state file)
-    only ever exists once the metrics of every step before it are on disk."""
+                rows: list[dict] | None = None, metrics: MetricsAppender | None = None) -> None:
+    """Checkpoint, then metrics.csv (`rows` appended, when given), then the state: a resume point (a state
+    file) only ever exists once the metrics of every step before it are on disk."""
     name = step_filename(trainer.step)
     if ckpt:
         save_tensors(out / "ckpt" / name, trainer.model.state_dict())
     if rows is not None:
-        write_metrics_csv(out / "metrics.csv", rows)
+        metrics.write(rows)
     if state:
         tensors = trainer.state_dict()
         tensors["trainer/wall_time_s"] = torch.tensor(wall_time_s, dtype=torch.float64)
@@ -175,7 +177,8 @@ def _discard_from(out: Path, step: int) -> None:
                 (folder / step_filename(s)).unlink(missing_ok=True)
 
 
-def _loop(trainer: Trainer, out: Path, rows: list[dict], wall_before: float, progress: bool) -> Run:
+def _loop(trainer: Trainer, out: Path, rows: list[dict], wall_before: float, progress: bool,
+          metrics: MetricsAppender) -> Run:
     train = trainer.config.train
     start = time.perf_counter()
     elapsed = lambda: wall_before + time.perf_counter() - start  # noqa: E731
@@ -193,7 +196,7 @@ def _loop(trainer: Trainer, out: Path, rows: list[dict], wall_before: float, pro
             last_test = (row["test_loss"], row["test_acc"])
         if trainer.step % train.ckpt_every == 0 or trainer.step % train.state_every == 0:
             state = trainer.step % train.state_every == 0
-            _save_point(trainer, out, ckpt=True, state=state, wall_time_s=elapsed(), rows=rows if state else None)
+            _save_point(trainer, out, ckpt=True, state=state, wall_time_s=elapsed(), rows=rows, metrics=metrics)
         if row["step"] % 10 == 0:
             bar.set_postfix_str(
                 f"train {row['train_loss']:.3g}/{row['train_acc']:.3f} test {last_test[0]:.3g}/{last_test[1]:.3f}",
@@ -202,10 +205,10 @@ def _loop(trainer: Trainer, out: Path, rows: list[dict], wall_before: float, pro
     bar.close()
     if trainer.milestones.diverged_step is None:
         rows.append(trainer.final_row())
-        _save_point(trainer, out, ckpt=True, state=True, wall_time_s=elapsed(), rows=rows)
+        _save_point(trainer, out, ckpt=True, state=True, wall_time_s=elapsed(), rows=rows, metrics=metrics)
     else:
         _discard_from(out, trainer.milestones.diverged_step)
-        write_metrics_csv(out / "metrics.csv", rows)
+        metrics.write(rows)
     summary = summarize(trainer, rows, elapsed(), trainer.step)
     atomic_write_json(out / "summary.json", summary)
     if progress:
