@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from ..analysis import replay
 from ..config import PRESETS, ConfigError
@@ -68,20 +68,33 @@ def overlay_figure(curves: dict[str, dict[str, np.ndarray]], metric: str, title:
     return fig
 
 
+STATUS_COLORS = {"running": "#e3f2e3", "stopped": "#fbf0dc", "grokked": "#ffffff", "memorized": "#f6f6f6"}
+CELL = {"padding": "3px 10px", "borderBottom": "1px solid #ddd", "textAlign": "right", "fontFamily": "monospace",
+        "fontSize": 13}
+
+
+def runs_table(rows: list[dict]) -> html.Table:
+    """The Runs table (text cells only: React escapes them)."""
+    head = html.Thead(html.Tr([html.Th(c, style={**CELL, "fontFamily": "inherit"}) for c in TABLE_COLUMNS]))
+    body = html.Tbody([html.Tr([html.Td("" if r[c] is None else str(r[c]), style=CELL) for c in TABLE_COLUMNS],
+                               style={"background": STATUS_COLORS.get(r["status"], "#fde8e8")},
+                               **{"data-run": r["run"], "data-status": r["status"]}) for r in rows])
+    return html.Table([head, body], style={"borderCollapse": "collapse", "width": "100%"})
+
+
 def _runs_view() -> html.Div:
     return html.Div([
-        html.P("Every run under RUNS_DIR. Tick runs to overlay them (none ticked: the running ones); curves "
-               "follow metrics.csv as the runs write it."),
-        dash_table.DataTable(id="runs-table", columns=[{"name": c, "id": c} for c in TABLE_COLUMNS], data=[],
-                             row_selectable="multi", selected_row_ids=[], sort_action="native", page_size=50,
-                             style_cell={"fontFamily": "monospace", "fontSize": 13, "padding": "2px 8px"},
-                             style_data_conditional=[
-                                 {"if": {"filter_query": '{status} = "running"'}, "backgroundColor": "#eaf4ea"},
-                                 {"if": {"filter_query": '{status} = "stopped"'}, "backgroundColor": "#fbf3e4"}]),
+        html.P("Every run under RUNS_DIR. Tick runs to overlay them (none ticked: the running ones, else the "
+               "latest); curves follow metrics.csv as the runs write it."),
+        html.Div(id="runs-table"),
+        html.Div([html.B("overlay / stop / resume: "), dcc.Checklist(id="runs-select", options=[], value=[], inline=True,
+                                                                   inputStyle={"marginLeft": "0.8em"})],
+                 style={"margin": "0.6em 0", "display": "flex", "flexWrap": "wrap"}),
         html.Div([html.Button("Stop", id="stop-btn"), html.Button("Resume", id="resume-btn"),
                   html.Span(id="runs-message", style={"marginLeft": "1em"})], style={"margin": "0.6em 0"}),
         html.Div([dcc.Graph(id="runs-acc", style={"flex": 1}), dcc.Graph(id="runs-loss", style={"flex": 1})],
                  style={"display": "flex", "gap": "1em"}),
+        dcc.Store(id="runs-rows"),
         dcc.Store(id="runs-sig"),
     ])
 
@@ -225,30 +238,35 @@ def create_app(runs_dir: str | Path, token: str | None = None, poll_ms: int = 20
 def _require_token(server, token: str) -> None:
     from flask import abort, request
 
+    def valid(given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
     @server.before_request
     def _check():
-        given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not (valid(request.args.get("token")) or valid(request.cookies.get(TOKEN_COOKIE))):
             abort(403)
 
     @server.after_request
-    def _remember(response):
-        if request.args.get("token"):
+    def _remember(response):  # only a request that carried the right token in its URL gets the cookie
+        if valid(request.args.get("token")):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
         return response
 
 
 def _callbacks(app: Dash, lab: Lab) -> None:
-    @app.callback(Output("runs-table", "data"), Output("wt-run", "options"), Output("cmp-runs", "options"),
-                  Input("tick", "n_intervals"), State("wt-run", "options"))
-    def refresh(_, shown):
+    @app.callback(Output("runs-table", "children"), Output("runs-rows", "data"), Output("runs-select", "options"),
+                  Output("wt-run", "options"), Output("cmp-runs", "options"),
+                  Input("tick", "n_intervals"), State("wt-run", "options"), State("runs-rows", "data"))
+    def refresh(_, shown, old_rows):
         rows = lab.table()
         names = [r["run"] for r in rows]
         options = no_update if names == shown else names
-        return rows, options, options
+        if rows == old_rows:
+            return no_update, no_update, options, options, options
+        return runs_table(rows), rows, options, options, options
 
     @app.callback(Output("runs-acc", "figure"), Output("runs-loss", "figure"), Output("runs-sig", "data"),
-                  Input("runs-table", "data"), Input("runs-table", "selected_row_ids"), State("runs-sig", "data"))
+                  Input("runs-rows", "data"), Input("runs-select", "value"), State("runs-sig", "data"))
     def runs_curves(rows, selected, shown):
         names = list(selected or []) or [r["run"] for r in rows or [] if r["status"] == "running"] or lab.latest()
         curves = lab.curves(names)
@@ -259,7 +277,7 @@ def _callbacks(app: Dash, lab: Lab) -> None:
                 overlay_figure(curves, "loss", "Loss", "cross-entropy", True), signature)
 
     @app.callback(Output("runs-message", "children"), Input("stop-btn", "n_clicks"), Input("resume-btn", "n_clicks"),
-                  State("runs-table", "selected_row_ids"), prevent_initial_call=True)
+                  State("runs-select", "value"), prevent_initial_call=True)
     def stop_resume(_stop, _resume, selected):
         if not selected:
             return "tick the runs to stop or resume first"
@@ -282,7 +300,7 @@ def _callbacks(app: Dash, lab: Lab) -> None:
         return [{"margin": "0.5em 0", "display": "block" if arm == a else "none"} for a in ("stencil", "grokfast", "beta1")]
 
     @app.callback(Output("launch-message", "children"), Output("launch-message", "className"),
-                  Output("runs-table", "selected_row_ids"), Output("tabs", "value"),
+                  Output("runs-select", "value"), Output("tabs", "value"),
                   Input("launch-btn", "n_clicks"),
                   State("launch-name", "value"), State("launch-preset", "value"), State("launch-overrides", "value"),
                   State("launch-arm", "value"), State("stencil-offsets", "value"), State("stencil-lamb", "value"),
