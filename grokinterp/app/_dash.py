@@ -300,7 +300,7 @@ def _callbacks(app: Dash, lab: Lab) -> None:
         return [{"margin": "0.5em 0", "display": "block" if arm == a else "none"} for a in ("stencil", "grokfast", "beta1")]
 
     @app.callback(Output("launch-message", "children"), Output("launch-message", "className"),
-                  Output("runs-select", "value"), Output("tabs", "value"),
+                  Output("runs-select", "value"),
                   Input("launch-btn", "n_clicks"),
                   State("launch-name", "value"), State("launch-preset", "value"), State("launch-overrides", "value"),
                   State("launch-arm", "value"), State("stencil-offsets", "value"), State("stencil-lamb", "value"),
@@ -311,8 +311,8 @@ def _callbacks(app: Dash, lab: Lab) -> None:
             config = form_config(preset_name, overrides or "", arm_overrides(arm, offsets, lamb, alpha, grokfast_lamb, beta1))
             lab.launcher.start((name or "").strip(), config)
         except (ConfigError, PathRefused) as e:
-            return CLI_PREFIX + str(e), "error", no_update, no_update
-        return f"started {name}", "ok", [name.strip()], "runs"
+            return CLI_PREFIX + str(e), "error", no_update
+        return f"started {name.strip()}: it is ticked in Runs, where its curves grow", "ok", [name.strip()]
 
     @app.callback(Output("wt-steps", "data"), Output("wt-slider", "max"), Output("wt-slider", "value"),
                   Input("wt-run", "value"), Input("tick", "n_intervals"), State("wt-steps", "data"),
