@@ -180,7 +180,7 @@ def launch(browser, name: str, overrides: str, arm: str = "none", offsets: tuple
         for box in browser.find_elements(By.CSS_SELECTOR, "#stencil-offsets input[type=checkbox]"):
             if (int(box.get_attribute("value")) in offsets) != box.is_selected():
                 box.click()
-    shot(browser, "launch")
+    shot(browser, f"launch_{arm}")
     before = browser.find_element(By.ID, "launch-message").text
     browser.find_element(By.ID, "launch-btn").click()
     return wait_for(lambda: (m := browser.find_element(By.ID, "launch-message").text) != before and m, 30,
@@ -294,7 +294,8 @@ def test_wavetable_and_compare_views_of_a_trained_run(browser, lab):
         "return g && g._fullData && g._fullData.length == 2 && g._fullData[0].z.length == 64;"), 60, "the tiny run's wavetable")
     shot(browser, "wavetable")
     browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Compare']").click()
-    pick(browser, "cmp-runs", "tiny")
-    pick(browser, "cmp-runs", "sweep/tiny_copy")
-    wait_for(lambda: len(graph_traces(browser, "cmp-test_acc")) == 2, 60, "the comparison overlay")
+    names = ["tiny", "sweep/tiny_copy"] + (["live"] if (root / "live" / "config.json").is_file() else [])
+    for name in names:
+        pick(browser, "cmp-runs", name)
+    wait_for(lambda: len(graph_traces(browser, "cmp-test_acc")) == len(names), 60, "the comparison overlay")
     shot(browser, "compare")
