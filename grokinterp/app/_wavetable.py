@@ -99,14 +99,16 @@ def wavetable_figure(table: Wavetable, step: int, title_prefix: str = "") -> go.
             name=f"over {axis}"), row=1, col=col)
     keys = set(table.key_freqs)
     bands = np.flatnonzero(np.r_[True, table.freq[1:] != table.freq[:-1]])
+    shapes, notes = [], list(fig.layout.annotations)  # set at once: plotly's add_* re-validates the figure each time
     for start, end in zip(bands, list(bands[1:]) + [d]):
         k = int(table.freq[start])
-        color = KEY_COLOR if k in keys else OTHER_COLOR
         if start > 0:
-            fig.add_hline(y=start - 0.5, line=dict(color="#444", width=0.6))
+            shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=start - 0.5, y1=start - 0.5,
+                               line=dict(color="#444", width=0.6)))
         label = "dead" if k == 0 else f"k={k}" + (" key" if k in keys else "")
-        fig.add_annotation(x=1.0, xref="paper", xanchor="left", y=(start + end - 1) / 2, yref="y",
-                           text=f"{label} ({end - start})", showarrow=False, font=dict(size=10, color=color))
+        notes.append(dict(x=1.0, xref="paper", xanchor="left", y=(start + end - 1) / 2, yref="y", showarrow=False,
+                          text=f"{label} ({end - start})", font=dict(size=10, color=KEY_COLOR if k in keys else OTHER_COLOR)))
+    fig.update_layout(shapes=shapes, annotations=notes)
     listed = ", ".join(map(str, sorted(keys))) or "none yet"
     fig.update_yaxes(autorange="reversed", title_text=f"{d} neurons, sorted by dominant frequency", row=1, col=1,
                      showticklabels=False)
