@@ -246,3 +246,42 @@ def test_wavetable_sorts_neurons_by_their_known_frequency(tmp_path):
     k, phase = HAND_NEURONS[table.order[0]]
     wave = (np.cos if phase == "cos" else np.sin)(2 * np.pi * k * a / 13)
     assert np.allclose(table.over_a[0], wave + (np.cos if phase == "cos" else np.sin)(0.0) + 3, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `grokinterp serve`
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_serve_without_dash_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dash", None)  # `import dash` raises ImportError
+    assert main(["serve", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grokinterp serve: error:") and "pip install 'grokinterp[app]'" in err
+
+
+@pytest.mark.parametrize("host, needs_token", [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
+def test_serve_binds_localhost_unless_told_and_then_requires_a_token(tmp_path, monkeypatch, capsys, host, needs_token):
+    pytest.importorskip("dash")
+    import grokinterp.app as app_module
+
+    seen = {}
+
+    class FakeApp:
+        class lab:
+            class launcher:
+                stop_all = staticmethod(lambda: seen.setdefault("stopped", True))
+
+        def run(self, **kwargs):
+            seen["run"] = kwargs
+
+    monkeypatch.setattr(app_module, "create_app", lambda runs_dir, token=None, poll_ms=2000: seen.update(token=token) or FakeApp())
+    monkeypatch.delenv("GROKINTERP_LAB_TOKEN", raising=False)
+    args = ["serve", str(tmp_path)] + ([] if host == "127.0.0.1" else ["--host", host])
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert seen["run"]["host"] == host and seen["run"]["debug"] is False and seen["stopped"]
+    assert (seen["token"] is not None) == needs_token
+    assert ("warning" in err) == needs_token
+    if needs_token:
+        assert f"?token={seen['token']}" in out and len(seen["token"]) >= 20

@@ -26,6 +26,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from ._launch import ARMS, Launcher, arm_overrides, form_config
@@ -90,11 +91,15 @@ def serve(runs_dir: str | Path = "checkpoints", host: str = "127.0.0.1", port: i
     shown = f"[{host}]" if ":" in host else host
     print(f"grokinterp lab on http://{shown}:{port}/" + (f"?token={token}" if token else "") +
           f"  (RUNS_DIR {Path(runs_dir).resolve()}; Ctrl-C stops it)", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that `finally` stops the runs started here
+    main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM ends the server through `finally`, which stops the runs started here
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)) if main_thread else None
     try:
         app.run(host=host, port=port, debug=False)
     finally:
         app.lab.launcher.stop_all()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = [
