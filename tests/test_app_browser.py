@@ -208,7 +208,7 @@ def test_launched_run_curve_appears_grows_stops_and_resumes(browser, lab):
 
     url, root = lab
     open_page(browser, url)
-    message = launch(browser, "live", TINY_OVERRIDES + " --train.steps=1500")
+    message = launch(browser, "live", TINY_OVERRIDES + " --train.steps=3000")
     assert message.startswith("started live")
     browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Runs']").click()
 
@@ -217,7 +217,7 @@ def test_launched_run_curve_appears_grows_stops_and_resumes(browser, lab):
 
     first = wait_for(points, 120, "the launched run's curve")
     wait_for(lambda: points() > first, 60, "the curve to grow")
-    wait_for(lambda: table(browser).get("live", [None, None])[1] == "running", 30, "status running")
+    assert table(browser)["live"][1] == "running"
     shot(browser, "runs")
     browser.find_element(By.ID, "stop-btn").click()  # `live` is ticked: the launch ticks the run it starts
     wait_for(lambda: "live: stopped" in browser.find_element(By.ID, "runs-message").text, 30, "the stop")
@@ -227,9 +227,9 @@ def test_launched_run_curve_appears_grows_stops_and_resumes(browser, lab):
     wait_for(lambda: "live: resuming" in browser.find_element(By.ID, "runs-message").text, 30, "the resume")
     done = wait_for(lambda: table(browser)["live"][1] in ("grokked", "memorized", "not_learned") and table(browser)["live"],
                     240, "the resumed run to finish")
-    assert int(done[2]) == 1500 > stopped_at
+    assert int(done[2]) == 3000 > stopped_at
     rows = Run(root / "live").metrics
-    assert rows["step"].tolist() == list(range(1501))
+    assert rows["step"].tolist() == list(range(3001))
 
 
 def test_add_stencil_starts_a_run_with_the_chosen_offsets(browser, lab):

@@ -34,6 +34,7 @@ TABLE_COLUMNS = ("run", "status", "step", "of", "memorized", "grokked", "gap", "
 ARM_LABELS = {"none": "preset only", "stencil": "add stencil (seed 001's probe)", "grokfast": "Grokfast (EMA)",
               "beta1": "Adam beta1"}
 COLORS = plotly.colors.qualitative.Plotly
+MESSAGE = {"whiteSpace": "pre-wrap", "fontSize": 14}
 CSS = {"font-family": "system-ui, sans-serif", "margin": "0 1.5rem"}
 
 
@@ -123,7 +124,7 @@ def _launch_view() -> html.Div:
         html.Div(id="arm-beta1", children=[html.Label("beta1 "), dcc.Input(id="beta1", type="number", value=0.9,
                                                                             step="any")], style=row),
         html.Button("Start", id="launch-btn"),
-        html.Pre(id="launch-message", style={"whiteSpace": "pre-wrap"}),
+        html.Pre(id="launch-message", style=MESSAGE),
     ])
 
 
@@ -300,6 +301,7 @@ def _callbacks(app: Dash, lab: Lab) -> None:
         return [{"margin": "0.5em 0", "display": "block" if arm == a else "none"} for a in ("stencil", "grokfast", "beta1")]
 
     @app.callback(Output("launch-message", "children"), Output("launch-message", "className"),
+                  Output("launch-message", "style"),
                   Output("runs-select", "value"),
                   Input("launch-btn", "n_clicks"),
                   State("launch-name", "value"), State("launch-preset", "value"), State("launch-overrides", "value"),
@@ -311,8 +313,9 @@ def _callbacks(app: Dash, lab: Lab) -> None:
             config = form_config(preset_name, overrides or "", arm_overrides(arm, offsets, lamb, alpha, grokfast_lamb, beta1))
             lab.launcher.start((name or "").strip(), config)
         except (ConfigError, PathRefused) as e:
-            return CLI_PREFIX + str(e), "error", no_update
-        return f"started {name.strip()}: it is ticked in Runs, where its curves grow", "ok", [name.strip()]
+            return CLI_PREFIX + str(e), "error", {**MESSAGE, "color": "#b00020"}, no_update
+        return (f"started {name.strip()}: it is ticked in Runs, where its curves grow", "ok",
+                {**MESSAGE, "color": "#1b5e20"}, [name.strip()])
 
     @app.callback(Output("wt-steps", "data"), Output("wt-slider", "max"), Output("wt-slider", "value"),
                   Input("wt-run", "value"), Input("tick", "n_intervals"), State("wt-steps", "data"),
