@@ -8,8 +8,10 @@ STAMP := $(VENV)/.grokinterp-installed
 EXTRAS ?= dev
 RUN ?= checkpoints/quick
 export OMP_NUM_THREADS ?= 2
+# Passive OpenMP waiting: spinning threads collapse 2-thread training when anything else runs (bench/bench_omp.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv train train-nanda analyze serve test test-slow bench clean help repro-warn
+.PHONY: venv train train-nanda analyze serve test test-slow bench clean help repro-warn claims
 
 help:
 	@echo "make train      train the quick preset into $(RUN) (resumes if interrupted)"
@@ -21,6 +23,7 @@ help:
 	@echo "make train-nanda  seed 001's configuration into checkpoints/nanda"
 	@echo "make repro-NAME   one of the seeds' experiments -> docs/reproductions/NAME.md (grokinterp repro --help)"
 	@echo "make repro-warn   seed 002's early-warning alarm benchmark -> docs/reproductions/warn.md"
+	@echo "make claims     the claims ledger docs/claims.md, from the committed reproduction data"
 
 venv: $(STAMP)
 
@@ -64,6 +67,10 @@ repro-warn: $(STAMP)
 # The seeds' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
 repro-%: $(STAMP)
 	$(BIN)/grokinterp repro $* $(ARGS)
+
+# The claims ledger: needs only the committed data under docs/reproductions/data/.
+claims: $(STAMP)
+	$(BIN)/grokinterp claims $(ARGS)
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do [ $$f = bench/bench_sweep.py ] && continue; echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from .experiments.cli import add_repro_parser, run_repro_command
+# OpenMP's default wait policy spins idle threads; when anything else runs on the machine, 2-thread training
+# then collapses (measured: the nanda preset 3.6x slower). Passive waiting costs little on an idle machine
+# (bench/bench_omp.py). Set before torch loads OpenMP; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .experiments.cli import add_claims_parser, add_repro_parser, run_claims_command, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command
 from .warn.cli import add_warn_parser, run_warn_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
@@ -105,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll", type=float, default=2.0, help="seconds between live updates (default 2)")
     add_sweep_parser(sub)
     add_repro_parser(sub)
+    add_claims_parser(sub)
     add_warn_parser(sub)
     return parser
 
@@ -248,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command == "repro":
             return run_repro_command(args)
+        if args.command == "claims":
+            return run_claims_command(args)
         if args.command == "warn":
             return run_warn_command(args, sys.argv[1:] if argv is None else argv)
         for name, overrides in PRESETS.items():

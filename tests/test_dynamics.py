@@ -103,6 +103,14 @@ def test_post_grokking_dynamics_on_a_synthetic_limit_cycle(rng):
     assert result.accuracy.period == pytest.approx(150, rel=0.02)
     assert result.accuracy.amplitude == pytest.approx(0.03, rel=0.2)
     assert result.locking.plv > 0.9
+    assert result.cycle_test.p_value < 0.01 and result.cycle_test.period == pytest.approx(150, rel=0.05)
+    assert result.locking_p_value < 0.01
+
+    # negative control: the same run with noise in place of the cycle has a period but no significant cycle
+    flat = np.where(evaluated, np.where(steps < grok, 0.1, 0.995) + rng.normal(0, 0.003, len(steps)), np.nan)
+    flat = np.where(steps >= grok, np.minimum(flat, 1.0), flat)
+    null = post_grokking_dynamics({**metrics, "test_acc": flat}, grokking_step=grok)
+    assert null.accuracy is not None and null.cycle_test.p_value > 0.05
 
     collapsed = test_acc.copy()
     collapsed[(steps >= 2500) & (steps < 2700) & evaluated] = 0.25  # one collapse, then re-grokking

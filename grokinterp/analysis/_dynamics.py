@@ -14,6 +14,10 @@ Definitions:
 - phase locking value: PLV = |mean_t exp(i (φ_x(t) - φ_y(t)))|, φ the angle of the analytic signal
   (Hilbert transform) of each detrended (optionally band-passed) series on a common uniform grid
   (Lachaux et al. 1999). 1: a constant phase difference; ~1/sqrt(n): independent.
+- cycle test: is the accuracy oscillation more than red noise? `grokinterp.stats.periodicity_test` (the
+  periodogram's highest peak against an AR(1) null, p-value over the whole period band); locking p-value:
+  the PLV of accuracy and weight norm against phase-randomized surrogates of the norm
+  (`grokinterp.stats.phase_locking_test`). A period without a small p-value is not a cycle.
 - collapse: after grokking, accuracy falls below `threshold`; it ends by re-grokking, the first later
   step with accuracy >= `regrok_threshold` (0.99, the grokking threshold of DESIGN.md).
 """
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from jaxtyping import Float
+
+from ..stats import PeriodicityTest  # noqa: F401  (the cycle_test field's type)
 
 Array = np.ndarray
 ACC_THRESHOLD = 0.99
@@ -92,6 +98,8 @@ class PostGrokDynamics:
     weight_norm: Oscillation | None
     locking: PhaseLocking | None
     collapses: list
+    cycle_test: "PeriodicityTest | None" = None  # accuracy after grokking vs AR(1) red noise
+    locking_p_value: float | None = None  # accuracy-norm PLV vs phase-randomized surrogates of the norm
 
 
 def finite_series(steps, values, start: float | None = None, stop: float | None = None) -> tuple[Array, Array]:
@@ -356,7 +364,8 @@ def stable_grokking_step(steps, accuracy, threshold: float = ACC_THRESHOLD) -> i
 
 def post_grokking_dynamics(metrics: dict, grokking_step: int | None = None, acc_key: str = "test_acc",
                            norm_key: str = "weight_norm_sq", threshold: float = 0.5, min_period: float | None = None,
-                           max_period: float | None = None, detrend_degree: int = 1) -> PostGrokDynamics:
+                           max_period: float | None = None, detrend_degree: int = 1,
+                           n_surrogates: int = 999) -> PostGrokDynamics:
     """Oscillation of accuracy and weight norm after grokking, their phase locking, and collapses.
 
     Args:
@@ -365,6 +374,7 @@ def post_grokking_dynamics(metrics: dict, grokking_step: int | None = None, acc_
         acc_key: the accuracy column; norm_key: the weight-norm column (a `_sq` column is square-rooted).
         threshold: accuracy below which a grokked run has collapsed.
         min_period, max_period, detrend_degree: passed to `lomb_scargle`.
+        n_surrogates: null draws of the cycle test and the locking test (0: skip both).
 
     Returns:
         A PostGrokDynamics; oscillations and locking are None when the run never grokked or too few samples
@@ -407,4 +417,24 @@ def post_grokking_dynamics(metrics: dict, grokking_step: int | None = None, acc_
             locking = phase_locking(tn, vn, ta, va, period=norm_osc.period, detrend_degree=detrend_degree)
         except ValueError:
             locking = None
-    return PostGrokDynamics(grokking_step, stable, acc_osc, norm_osc, locking, collapses)
+    cycle, locking_p = _significance(ta, va, tn, vn, min_period, max_period, n_surrogates)
+    return PostGrokDynamics(grokking_step, stable, acc_osc, norm_osc, locking, collapses, cycle, locking_p)
+
+
+def _significance(ta, va, tn, vn, min_period, max_period, n_surrogates: int):
+    """The cycle test of accuracy after grokking and the surrogate p-value of its locking with the norm."""
+    from ..stats import periodicity_test, phase_locking_test
+
+    if n_surrogates < 1 or len(ta) < 16:
+        return None, None
+    try:
+        cycle = periodicity_test(ta, va, min_period, max_period, n_surrogates=n_surrogates)
+    except ValueError:  # too short, or no Fourier period in the band
+        return None, None
+    locking_p = None
+    if tn is not None and len(tn) >= 16:
+        grid = np.arange(ta[0], ta[-1] + cycle.spacing / 2, cycle.spacing)
+        grid = grid[(grid >= tn[0]) & (grid <= tn[-1])]
+        if len(grid) >= 16:
+            locking_p = phase_locking_test(np.interp(grid, ta, va), np.interp(grid, tn, vn), n_surrogates)[1]
+    return cycle, locking_p

@@ -128,3 +128,12 @@ def gradients(model, task: ModularTask, context: StepContext) -> dict:
     rank = gradient_effective_rank(model, tokens, labels, n_samples=RANK_SAMPLES, seed=AGREEMENT_SEED)
     return {"agreement": agreement.cosine, "grad_norm": agreement.grad_norm, "effective_rank": rank,
             "rank_samples": min(RANK_SAMPLES, len(tokens))}
+
+
+@register_analysis("sharpness", version=1, kind="checkpoint")
+def sharpness(model, task: ModularTask, context: StepContext) -> dict:
+    """The top Hessian eigenvalue of the full-batch training loss alone (`top_eigenvalues`, k=1, tol 1e-3,
+    seed 0): the curvature series of the grokking-dynamics write-up at a third of "curvature"'s cost."""
+    hvp = HessianVectorProduct(model, task.train_tokens, task.train_labels)
+    top = top_eigenvalues(hvp, k=1, tol=TOP_EIGEN_TOL, seed=0)
+    return {"top_eigenvalue": float(top.values[0]), "train_loss": hvp.loss, "n_matvec": hvp.calls}

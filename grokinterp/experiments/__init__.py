@@ -12,8 +12,10 @@ import importlib
 _EXPORTS = {
     "FORK_FILE": "fork", "ReplayMismatchWarning": "fork", "fork_config": "fork", "fork_run": "fork",
     "replay_parent": "fork",
-    "Reproduction": "repro", "run_reproduction": "repro", "write_reproduction_doc": "repro",
-    "REPRODUCTIONS": "reproductions",
+    "Reproduction": "repro", "write_reproduction_doc": "repro",
+    "REPRODUCTIONS": "reproductions", "run_reproduction": "reproductions", "export_reproduction": "reproductions",
+    "ReproData": "repro_data", "load_data": "repro_data", "export_data": "repro_data",
+    "CLAIMS": "claims", "verdict": "claims", "write_ledger": "claims",
 }
 
 

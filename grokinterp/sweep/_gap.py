@@ -15,46 +15,17 @@ tell the two apart.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
-
 from ..analysis._gradients import DIP_MIN_SEPARATION, DIP_THRESHOLD, DIP_WINDOW, agreement_dips
 from ..runs import read_metrics_columns
+from ..stats import Correlation, partial_correlation, pearson_with_ci  # noqa: F401  (re-exported)
 from ._aggregate import collect
 
 AGREEMENT_COLUMN = "grad_agreement"
 SPANS = ("training", "gap")  # count dips over [0, grokking step] or [memorization step, grokking step]
-
-
-@dataclass(frozen=True)
-class Correlation:
-    """Pearson's r of x and y with a two-sided Fisher-z confidence interval and p-value."""
-
-    r: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n: int
-    confidence: float
-
-
-def pearson_with_ci(x, y, confidence: float = 0.95) -> Correlation:
-    """Pearson's r; CI from z = atanh(r) ± z_(1-α/2) / sqrt(n - 3) mapped back with tanh (needs n >= 4)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x {x.shape} and y {y.shape} must be 1-D of the same length")
-    n = len(x)
-    if n < 4:
-        raise ValueError(f"a correlation with a confidence interval needs at least 4 runs, got {n}")
-    if np.std(x) == 0 or np.std(y) == 0:
-        return Correlation(math.nan, math.nan, math.nan, math.nan, n, confidence)
-    r, p = stats.pearsonr(x, y)
-    z, half = math.atanh(min(max(r, -0.999999), 0.999999)), stats.norm.ppf(0.5 + confidence / 2) / math.sqrt(n - 3)
-    return Correlation(float(r), math.tanh(z - half), math.tanh(z + half), float(p), n, confidence)
 
 
 @dataclass(frozen=True)
@@ -74,6 +45,7 @@ class GapPrediction:
     min_separation: float
     skipped: dict = field(default_factory=dict)  # run name -> why it is not in the fit
     sensitivity: list = field(default_factory=list)
+    count_vs_gap_given_length: Correlation | None = None  # partial r, controlling the span's length
 
 
 def _span(summary: dict, span: str) -> tuple[float, float]:
@@ -86,13 +58,15 @@ def _count(series, summary, span, window, threshold, min_separation) -> tuple[in
     return dips.count, 1000.0 * dips.count / max(stop - start, 1.0)
 
 
-def gap_prediction(sweep_dir: str | Path, span: str = "training", window: float = DIP_WINDOW,
+def gap_prediction(sweep_dir, span: str = "training", window: float = DIP_WINDOW,
                    threshold: float = DIP_THRESHOLD, min_separation: float = DIP_MIN_SEPARATION,
-                   confidence: float = 0.95, neighbours: bool = True) -> GapPrediction:
+                   confidence: float = 0.95, neighbours: bool = True, metrics_of=None) -> GapPrediction:
     """Correlate agreement-dip counts with grokking gaps over a sweep's grokked runs.
 
     Args:
-        sweep_dir: a sweep whose runs used the `grad_agreement` plug-in.
+        sweep_dir: a sweep whose runs used the `grad_agreement` plug-in, or its records (SweepRecords).
+        metrics_of: record -> metric columns (default: the run directory's metrics.csv); reproductions pass
+            a reader of their committed series instead.
         span: "training" counts dips over [0, grokking step]; "gap" over [memorization, grokking].
         window, threshold, min_separation: the dip definition (`agreement_dips`).
         neighbours: also compute r for window x {1/2, 1, 2}, threshold ± 0.5, min_separation x {1/2, 1, 2}.
@@ -103,12 +77,14 @@ def gap_prediction(sweep_dir: str | Path, span: str = "training", window: float 
     if span not in SPANS:
         raise ValueError(f"span={span!r} must be one of {list(SPANS)}")
     series, summaries, skipped = {}, {}, {}
-    for rec in collect(sweep_dir):
+    records = collect(sweep_dir) if isinstance(sweep_dir, (str, Path)) else list(sweep_dir)
+    metrics_of = metrics_of or (lambda rec: read_metrics_columns(rec.path / "metrics.csv"))
+    for rec in records:
         if rec.summary.get("status") != "grokked" or rec.summary.get("memorization_step") is None:
             skipped[rec.name] = f"status {rec.summary.get('status', 'not run')}"
             continue
-        metrics = read_metrics_columns(rec.path / "metrics.csv")
-        if AGREEMENT_COLUMN not in metrics or not np.isfinite(metrics[AGREEMENT_COLUMN]).any():
+        metrics = metrics_of(rec)
+        if metrics is None or AGREEMENT_COLUMN not in metrics or not np.isfinite(metrics[AGREEMENT_COLUMN]).any():
             skipped[rec.name] = f"no {AGREEMENT_COLUMN} column (train with plugins.grad_agreement)"
             continue
         series[rec.name], summaries[rec.name] = (metrics["step"], metrics[AGREEMENT_COLUMN]), rec.summary
@@ -123,6 +99,7 @@ def gap_prediction(sweep_dir: str | Path, span: str = "training", window: float 
         return np.array([c for c, _ in counts], dtype=np.float64), np.array([r for _, r in counts])
 
     dips, rates = fit(window, threshold, min_separation)
+    lengths = np.array([_span(summaries[n], span)[1] - _span(summaries[n], span)[0] for n in names])
     sensitivity = []
     if neighbours:
         for w, t, s in itertools.product((window / 2, window, window * 2), (threshold - 0.5, threshold, threshold + 0.5),
@@ -131,7 +108,8 @@ def gap_prediction(sweep_dir: str | Path, span: str = "training", window: float 
             sensitivity.append((w, max(t, 0.0), s, pearson_with_ci(counts, gaps, confidence).r))
     return GapPrediction(names, gaps, dips, rates, pearson_with_ci(dips, gaps, confidence),
                          pearson_with_ci(rates, gaps, confidence), span, window, threshold, min_separation,
-                         skipped, sensitivity)
+                         skipped, sensitivity, partial_correlation(dips, gaps, lengths, confidence)
+                         if len(names) >= 5 else None)
 
 
 def gap_scatter_figure(prediction: GapPrediction):
