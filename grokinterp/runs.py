@@ -153,8 +153,7 @@ class MetricsAppender:
             write_metrics_csv(self.path, rows)
         else:
             self.path.unlink(missing_ok=True)
-        self.columns = [k for row in rows for k in row]
-        self.columns = list(dict.fromkeys(self.columns))
+        self.columns = list(dict.fromkeys(k for row in rows for k in row))  # write_csv's order: first seen
         self.count = len(rows)
 
     def write(self, rows: list[dict]) -> None:
