@@ -89,6 +89,21 @@ def test_launcher_refuses_bad_names_and_starts_nothing(runs_dir):
     assert sorted(p for p in runs_dir.parent.rglob("*")) == before
 
 
+def test_launcher_keeps_to_its_slots(runs_dir):
+    """A run whose writer holds its LOCK counts as training, whoever started it: with 1 slot nothing starts."""
+    from grokinterp.runs import RunLock
+
+    launcher = Launcher(RunsDir(runs_dir), slots=1)
+    with RunLock(runs_dir / "tiny"):
+        assert launcher.live() == {"tiny"}
+        with pytest.raises(ConfigError, match="1 runs are training .tiny. and this machine has 1 cores"):
+            launcher.start("another", tiny_config(train__steps=5))
+        with pytest.raises(ConfigError, match="tiny is running"):
+            launcher.resume("tiny")
+    assert not (runs_dir / "another").exists() and launcher.procs == {}
+    assert launcher.live() == set()
+
+
 def test_lab_callbacks_refuse_names_from_the_browser(runs_dir):
     pytest.importorskip("dash")
     from grokinterp.app._dash import Lab

@@ -31,6 +31,7 @@ from _lab_helpers import HAND_NEURONS, TINY_OVERRIDES, hand_built_run
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CI = os.environ.get("CI", "").lower() in ("true", "1")
 SHOTS = os.environ.get("GROKINTERP_LAB_SCREENSHOTS")
+HOSTILE = "<img src=x onerror=alert(1)>"  # a run folder named like markup: shown as text, never run
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"}
 
 
@@ -78,6 +79,7 @@ def lab(tmp_path_factory, tiny_run, browser):
     shutil.copytree(tiny_run.path, root / "tiny")
     shutil.copytree(tiny_run.path, root / "sweep" / "tiny_copy")
     hand_built_run(root / "hand")
+    shutil.copytree(tiny_run.path, root / HOSTILE)
     port = _free_port()
     log = open(root.parent / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "grokinterp.cli", "serve", str(root), "--port", str(port),
@@ -192,8 +194,8 @@ def test_page_lists_the_runs(browser, lab):
     started = time.perf_counter()
     open_page(browser, url)
     load_s = time.perf_counter() - started
-    rows = wait_for(lambda: (t := table(browser)) and set(t) == {"tiny", "sweep/tiny_copy", "hand"} and t, 30,
-                    "three runs listed")
+    rows = wait_for(lambda: (t := table(browser)) and set(t) == {"tiny", "sweep/tiny_copy", "hand", HOSTILE} and t, 30,
+                    "four runs listed")
     summary = Run(root / "tiny").summary
     cells = dict(zip(["run", "status", "step", "of", "memorized", "grokked"], rows["tiny"]))
     assert cells["status"] == summary["status"] == "grokked"
@@ -201,6 +203,22 @@ def test_page_lists_the_runs(browser, lab):
     assert int(cells["step"]) == summary["final_step"]
     wait_for(lambda: graph_traces(browser, "runs-acc"), 30, "the latest run's curves")
     print(f"\npage load to a filled runs table: {load_s:.2f} s")
+
+
+def test_names_are_shown_as_text(browser, lab):
+    from selenium.webdriver.common.by import By
+
+    url, root = lab
+    open_page(browser, url)
+    wait_for(lambda: HOSTILE in table(browser), 30, "the run named like markup")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#runs-table img, #runs-select img")
+    box = [b for b in browser.find_elements(By.CSS_SELECTOR, "#runs-select label") if b.text == HOSTILE]
+    box[0].click()
+    legend = wait_for(lambda: [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#runs-acc .legendtext")
+                               if HOSTILE in t.text], 30, "the legend entry")
+    assert legend == [f"{HOSTILE} train", f"{HOSTILE} test"]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#runs-acc img")
+    assert browser.execute_script("return window.alerted === undefined")
 
 
 def test_launched_run_curve_appears_grows_stops_and_resumes(browser, lab):
