@@ -20,9 +20,9 @@ help:
 	@echo "make test       run the test suite (slow reproductions excluded)"
 	@echo "make test-slow  run only the slow reproductions"
 	@echo "make bench      speed benchmarks against the TL 3.9 reference"
-	@echo "make train-nanda  seed 001's configuration into checkpoints/nanda"
-	@echo "make repro-NAME   one of the seeds' experiments -> docs/reproductions/NAME.md (grokinterp repro --help)"
-	@echo "make repro-warn   seed 002's early-warning alarm benchmark -> docs/reproductions/warn.md"
+	@echo "make train-nanda  Nanda et al.'s configuration (the probe-stencil write-up's baseline) into checkpoints/nanda"
+	@echo "make repro-NAME   one of the source documents' experiments -> docs/reproductions/NAME.md (grokinterp repro --help)"
+	@echo "make repro-warn   the related-work papers' early-warning alarm benchmark -> docs/reproductions/warn.md"
 	@echo "make claims     the claims ledger docs/claims.md, from the committed reproduction data"
 
 venv: $(STAMP)
@@ -55,16 +55,16 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
-# Seed 002's alarm benchmark: the sweep in docs/reproductions/warn_sweep.json (10 grokking seeds of the `fast`
-# preset at wd 1; 10 controls at wd 0, 1,500 steps; a checkpoint every 10 steps so D3's 20-checkpoint DMD window
-# and D6's 45 checkpoints fit before grokking), then every diagnostic's alarm -> docs/reproductions/warn.md.
+# The related-work papers' alarm benchmark: the sweep in docs/reproductions/warn_sweep.json (10 grokking seeds of the `fast`
+# preset at wd 1; 10 controls at wd 0, 1,500 steps; a checkpoint every 10 steps so the DMD signal's 20-checkpoint window
+# and the lock-in signal's 45 checkpoints fit before grokking), then every diagnostic's alarm -> docs/reproductions/warn.md.
 WARN_SWEEP ?= checkpoints/repro_warn
 repro-warn: $(STAMP)
 	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_sweep.json --out $(WARN_SWEEP) --workers 2 --no-curves
 	$(BIN)/grokinterp warn $(WARN_SWEEP) --controls optim.weight_decay=0 --workers 2 \
 		--out docs/reproductions/warn.md $(ARGS)
 
-# The seeds' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
+# The source documents' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
 repro-%: $(STAMP)
 	$(BIN)/grokinterp repro $* $(ARGS)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from grokinterp.analysis import (
+from grokinterp.analysis.curvature import (
     HessianVectorProduct,
     adam_preconditioner,
     gradient_effective_rank,
@@ -33,7 +33,7 @@ from grokinterp.analysis import (
 from grokinterp.config import preset
 from grokinterp.runs import Run
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 TARGET_S = 5.0
 

@@ -1,4 +1,4 @@
-"""Benchmark: the whole early-warning diagnostics pass (seed 002) over 250 checkpoints of a Nanda-size model
+"""Benchmark: the whole early-warning diagnostics pass (the related-work papers) over 250 checkpoints of a Nanda-size model
 (p 113, 1 layer, d_model 128, 4 heads of 32, d_mlp 512): the shared replay (one forward per checkpoint and
 the per-checkpoint diagnostics D1, D2's lambda_2, D3's quantiles, D4, D5, D7) plus every per-run series
 diagnostic (D2's indicators, D3's rolling DMD, D6's update spectra, D9). Target: < 60 s on 2 cores.
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bench_replay import make_synthetic_run  # same folder: this script runs as bench/bench_diagnostics.py
-from grokinterp.analysis import warning_diagnostics
+from grokinterp.analysis.warning import warning_diagnostics
 from grokinterp.runs import atomic_write_json, write_metrics_csv
 
 TARGET_S = 60.0

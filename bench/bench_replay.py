@@ -28,7 +28,7 @@ from grokinterp.analysis import replay
 from grokinterp.config import preset
 from grokinterp.runs import atomic_write_json, save_tensors, step_filename, versions, write_metrics_csv
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 TARGET_S = 30.0
 

@@ -20,11 +20,11 @@ import time
 
 import torch
 
-from grokinterp.analysis._fourier import checkpoint_spectra, grid_forward, key_frequencies
-from grokinterp.analysis._progress import progress_measures
+from grokinterp.analysis.fourier import checkpoint_spectra, grid_forward, key_frequencies
+from grokinterp.analysis.fourier import progress_measures
 from grokinterp.config import preset
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 
 def time_per_checkpoint(fn, n: int) -> tuple[list[float], list[float]]:

@@ -6,11 +6,11 @@ state dict with `transformer_lens.conversion_utils.convert_tl_checkpoint(sd, cfg
 (`blocks.0.mlp.hook_post`, `blocks.0.attn.hook_pattern`, `hook_embed`, ...). `from_bridge` reverses it:
 the bridge's `nn.Linear`-layout weights back to TL 3 names and shapes, in a grokinterp `Transformer`.
 
->>> bridge = to_bridge("checkpoints/quick")            # doctest: +SKIP  (a run: its last checkpoint)
->>> logits, cache = bridge.run_with_cache(tokens)      # doctest: +SKIP
->>> model = from_bridge(bridge)                        # doctest: +SKIP  (a grokinterp Transformer again)
+    bridge = to_bridge(Run("checkpoints/quick"))  # a run: its last checkpoint
+    logits, cache = bridge.run_with_cache(tokens)
+    model = from_bridge(bridge)  # a grokinterp Transformer again
 
-Sits beside `model` in the layering: it imports `model` (and `runs`, lazily, to read a run directory).
+Sits beside `model` in the layering: it imports `model` only (the caller reads a run directory: `Run(path)`).
 TransformerLens 4's bridge modules are imported only when a bridge is built (they take seconds).
 One known difference (TransformerLens 4.3.0): the native bridge fires `blocks.L.attn.hook_attn_scores`
 with the softmax pattern, not the pre-softmax scores; every other shared hook carries the same values.
@@ -78,10 +78,9 @@ def architecture_from_state_dict(state_dict: dict[str, Tensor], act_fn: str = "r
 
 
 def _load(source, step: int | None, act_fn: str) -> Transformer:
-    """A grokinterp Transformer from a model, a Run or run directory (`step`, default the last), a
-    ckpt/step_N.safetensors file (its run's config when it lies in one), or a TL 3 state dict."""
-    from .runs import Run, load_tensors
-
+    """A grokinterp Transformer from a model, a `Run` (its checkpoint `step`, default the last), or a TL 3
+    state dict. Paths are read by the caller (`Run(path)`, `runs.load_tensors(file)`): the bridge sits
+    beside the model and does not read run directories."""
     if isinstance(source, Transformer):
         return source
     if isinstance(source, dict):
@@ -89,21 +88,12 @@ def _load(source, step: int | None, act_fn: str) -> Transformer:
         model = Transformer(config, d_vocab, d_vocab_out, n_ctx)
         model.load_state_dict(source, strict=True)
         return model.eval()
-    if isinstance(source, Run):
+    if callable(getattr(source, "model", None)) and hasattr(source, "steps"):  # a grokinterp Run
         return source.model(step)
-    if not isinstance(source, (str, Path)):
-        raise ValueError(f"cannot make a bridge from {source!r}: pass a grokinterp Transformer, a run directory, "
-                         "a ckpt/step_N.safetensors file or a TL 3 state dict")
-    path = Path(source)
-    if path.is_dir():
-        return Run(path).model(step)
-    if path.is_file() and path.suffix == ".safetensors":
-        run_dir = path.parent.parent
-        if path.parent.name == "ckpt" and (run_dir / "config.json").is_file():
-            return Run(run_dir).model(int(path.stem.split("_")[-1]))
-        return _load(load_tensors(path), None, act_fn)
-    raise ValueError(f"cannot make a bridge from {source!r}: pass a grokinterp Transformer, a run directory, "
-                     "a ckpt/step_N.safetensors file or a TL 3 state dict")
+    hint = " (for a run directory pass Run(path); for a checkpoint file, runs.load_tensors(path))" \
+        if isinstance(source, (str, Path)) else ""
+    raise ValueError(f"cannot make a bridge from {source!r}: pass a grokinterp Transformer, a Run or a TL 3 "
+                     f"state dict{hint}")
 
 
 def to_bridge(source, step: int | None = None, act_fn: str = "relu"):
@@ -113,8 +103,8 @@ def to_bridge(source, step: int | None = None, act_fn: str = "relu"):
     `convert_tl_checkpoint(state_dict, cfg)`; logits and hook values equal the model's (see module note).
 
     Args:
-        source: a grokinterp `Transformer`; a `Run` or run directory (checkpoint `step`, default the last);
-            a `ckpt/step_N.safetensors` path; or a TL 3 state dict (architecture read off its shapes).
+        source: a grokinterp `Transformer`; a `Run` (checkpoint `step`, default the last); or a TL 3 state
+            dict (architecture read off its shapes), e.g. `runs.load_tensors("<run>/ckpt/step_N.safetensors")`.
         act_fn: the activation, for a bare state dict only ("relu" or "gelu").
 
     Returns:

@@ -1,4 +1,5 @@
-"""`grokinterp train | analyze | presets | fork | report | import | sweep | warn | serve`: the command line (the Makefile wraps it).
+"""`grokinterp train | analyze | presets | fork | compare | import | sweep | repro | warn | serve`: the command line
+(the Makefile wraps it). `report` is an alias of `compare` for a release.
 
 Any config key is overridable as `--section.key=value` (e.g. `--optim.lr=3e-4 --task.op=mul`);
 values are Python literals checked against the key's type. Misuse exits 2 with one message.
@@ -19,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .experiments.cli import add_claims_parser, add_repro_parser, run_claims_command, run_repro_command
 from .sweep.cli import add_sweep_parser, run_sweep_command
-from .warn.cli import add_warn_parser, run_warn_command
+from .experiments.warning.cli import add_warn_parser, run_warn_command
 from .config import PRESET_NOTES, PRESETS, ConfigError, all_keys, apply_overrides, parse_override_args, preset
 
 EXIT_USAGE = 2
@@ -31,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _keys_epilog() -> str:
-    lines = ["config keys (override any with --KEY=VALUE; defaults are seed 001's Nanda configuration):"]
+    lines = ["config keys (override any with --KEY=VALUE; defaults are Nanda et al.'s configuration, as in the probe-stencil write-up):"]
     for key, default, type_name in all_keys():
         lines.append(f"  --{key:<28} {type_name:<14} default {default!r}")
     lines.append("  --plugins.NAME='{...}'         dict           a training plug-in's keyword arguments")
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--resume", action="store_true", help="continue an interrupted fork in --out")
     fork.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare = sub.add_parser(
-        "report", help="compare runs on one offline HTML page",
+        "compare", aliases=["report"], help="compare runs on one offline HTML page (alias: report)",
         description="Overlay the curves and key series of several runs (a fork and its parent on one axis) "
                     "with a summary table, as one offline, self-contained HTML page.")
     compare.add_argument("runs", type=Path, nargs="+", help="run directories")
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args, extra: list[str]) -> int:
     config = apply_overrides(preset(args.preset), parse_override_args(extra))  # before the slow imports: errors are instant
-    from .launch import train_run
+    from .train import train_run
     from .runs import RunError
 
     if args.print_config:
@@ -190,7 +191,7 @@ def _cmd_fork(args, extra: list[str]) -> int:
     return 0
 
 
-def _cmd_report(args) -> int:
+def _cmd_compare(args) -> int:
     missing = [str(r) for r in args.runs if not (r / "config.json").is_file()]
     if missing:
         raise ConfigError(f"not a run directory (no config.json): {', '.join(missing)}")
@@ -247,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "analyze":
             return _cmd_analyze(args)
-        if args.command == "report":
-            return _cmd_report(args)
+        if args.command in ("compare", "report"):
+            return _cmd_compare(args)
         if args.command == "import":
             return _cmd_import(args)
         if args.command == "serve":

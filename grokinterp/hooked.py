@@ -8,9 +8,9 @@
 - Anything else that has `hooks(fwd_hooks=...)`, a forward from tokens to logits and TL 3-named
   parameters works too (duck typing).
 
->>> hooked = as_hooked(model)                                            # doctest: +SKIP
->>> hooked.weight("blocks.0.mlp.W_in").shape                             # doctest: +SKIP  [d_model, d_mlp]
->>> logits, acts = hooked.run_with_cache(tokens, ["blocks.0.mlp.hook_post"])   # doctest: +SKIP
+    hooked = as_hooked(model)
+    hooked.weight("blocks.0.mlp.W_in").shape  # [d_model, d_mlp]
+    logits, acts = hooked.run_with_cache(tokens, ["blocks.0.mlp.hook_post"])
 
 Sits beside `model` in the layering (analyses import it); it imports nothing from TransformerLens 4.
 """

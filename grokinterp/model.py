@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from .config import ModelConfig
+from .config import ModelConfig, RunConfig
 
 
 class Embed(nn.Module):
@@ -323,3 +323,9 @@ class Transformer(HookedRootModule):
         if name not in mods:
             raise ValueError(f"unknown block parameter {name!r}; choose one of {sorted(mods)}")
         return torch.stack([getattr(getattr(b, mods[name]), name) for b in self.blocks])
+
+
+def build_model(config: RunConfig) -> Transformer:
+    """The (freshly initialised) Transformer that a run's config describes: its model section, with the
+    vocabulary sizes of its task (`d_vocab = p + 1` for the `=` token, `d_vocab_out = p`)."""
+    return Transformer(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out)

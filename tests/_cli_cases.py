@@ -15,7 +15,7 @@ import sys
 import tempfile
 import traceback
 
-import grokinterp.launch  # noqa: F401  (the slow import, shared by every child)
+import grokinterp.train  # noqa: F401  (the slow import, shared by every child)
 from grokinterp.cli import main
 
 

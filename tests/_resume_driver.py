@@ -37,7 +37,7 @@ def slow_fsync(fd):
 
 os.fsync = slow_fsync
 
-import grokinterp.launch  # noqa: E402,F401  (the slow import, before READY)
+import grokinterp.train  # noqa: E402,F401  (the slow import, before READY)
 from grokinterp.cli import main  # noqa: E402
 
 print("READY", os.getpid(), flush=True)

@@ -16,23 +16,26 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis import (
-    ablate_neurons,
+from grokinterp.analysis.fourier import (
     checkpoint_spectra,
     grid_forward,
     key_frequencies,
     neuron_frequencies,
+    progress_measures,
+    weight_norm_sq,
+)
+from grokinterp.analysis.interventions import (
+    ablate_neurons,
     neuron_intervention_metrics,
     neuron_patch,
     patch_neurons,
-    progress_measures,
     transplant_neuron_weights,
-    weight_norm_sq,
 )
 from grokinterp.bridge import from_bridge, is_bridge, to_bridge, tl_state_dict_from_bridge
 from grokinterp.config import ModelConfig
 from grokinterp.hooked import as_hooked
 from grokinterp.model import Transformer
+from grokinterp.runs import load_tensors
 
 from conftest import tl3_python  # noqa: E402
 
@@ -130,19 +133,21 @@ def test_bridge_weights_under_tl3_names_are_ours():
         as_hooked(torch.nn.Linear(2, 2))
 
 
-def test_to_bridge_from_a_run_directory_a_checkpoint_file_and_a_state_dict(tiny_run):
+def test_to_bridge_from_a_run_a_checkpoint_file_and_a_state_dict(tiny_run):
     step = tiny_run.steps[len(tiny_run.steps) // 2]
     model = tiny_run.model(step)
     x = tiny_run.task.tokens[:50]
     with torch.no_grad():
         expected = model(x)
         last = tiny_run.model()(x)
-        for source in (tiny_run.path / "ckpt" / f"step_{step:07d}.safetensors", tiny_run.state_dict(step)):
+        for source in (load_tensors(tiny_run.path / "ckpt" / f"step_{step:07d}.safetensors"), tiny_run.state_dict(step)):
             torch.testing.assert_close(to_bridge(source)(x), expected, rtol=RTOL, atol=ATOL)
-        torch.testing.assert_close(to_bridge(tiny_run.path, step=step)(x), expected, rtol=RTOL, atol=ATOL)
-        torch.testing.assert_close(to_bridge(tiny_run.path)(x), last, rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(to_bridge(tiny_run, step=step)(x), expected, rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(to_bridge(tiny_run)(x), last, rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="cannot make a bridge"):
         to_bridge(12)
+    with pytest.raises(ValueError, match="Run\\(path\\)"):
+        to_bridge(tiny_run.path)
     with pytest.raises(ValueError, match="missing"):
         to_bridge({"embed.W_E": torch.zeros(3, 4)})
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis._characters import (
+from grokinterp.analysis.fourier import (
     character_basis,
     discrete_log,
     group_indexing,
@@ -16,7 +16,7 @@ from grokinterp.analysis._characters import (
     prime_factors,
     primitive_root,
 )
-from grokinterp.analysis._fourier import (
+from grokinterp.analysis.fourier import (
     checkpoint_spectra,
     embedding_spectrum,
     fourier_basis,
@@ -27,7 +27,7 @@ from grokinterp.analysis._fourier import (
 )
 from grokinterp.config import ModelConfig, RunConfig, TaskConfig
 from grokinterp.tasks import apply_op, make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 PRIMES_BELOW_200 = [n for n in range(2, 200) if all(n % d for d in range(2, int(n**0.5) + 1))]
 

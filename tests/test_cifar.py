@@ -91,6 +91,43 @@ def test_tiny_vit_has_about_0_8m_parameters_and_tl_hooks():
     assert all(torch.equal(a, b) for a, b in zip(small.state_dict().values(), same_seed.state_dict().values()))
 
 
+def _vit_by_hand(sd: dict, cfg: ViTConfig, images: torch.Tensor) -> torch.Tensor:
+    """A plain-torch forward of the tiny ViT from its state dict: patches (row-major, channel-major inside a
+    patch) times W_patch, class token first, learned positions, pre-LN blocks with bidirectional softmax
+    attention and a GELU MLP, final LN, class-token logits."""
+    def ln(x, prefix):
+        x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * sd[prefix + ".w"] + sd[prefix + ".b"]
+
+    batch, p = images.shape[0], cfg.patch_size
+    grid = cfg.image_size // p
+    patches = images.reshape(batch, cfg.channels, grid, p, grid, p).permute(0, 2, 4, 1, 3, 5).reshape(batch, grid * grid, -1)
+    x = patches @ sd["embed.W_patch"] + sd["embed.b_patch"]
+    x = torch.cat([sd["embed.cls_token"].expand(batch, 1, -1), x], dim=1) + sd["embed.W_pos"]
+    for layer in range(cfg.n_layers):
+        a = f"blocks.{layer}.attn."
+        h = ln(x, f"blocks.{layer}.ln1")
+        q, k, v = (torch.einsum("bpd,hde->bphe", h, sd[a + "W_" + n]) + sd[a + "b_" + n] for n in "QKV")
+        pattern = torch.softmax(torch.einsum("bqhe,bkhe->bhqk", q, k) / cfg.d_head**0.5, dim=-1)
+        z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+        x = x + torch.einsum("bqhe,hed->bqd", z, sd[a + "W_O"]) + sd[a + "b_O"]
+        m = f"blocks.{layer}.mlp."
+        h = ln(x, f"blocks.{layer}.ln2")
+        x = x + torch.nn.functional.gelu(h @ sd[m + "W_in"] + sd[m + "b_in"]) @ sd[m + "W_out"] + sd[m + "b_out"]
+    return ln(x, "ln_final")[:, 0] @ sd["head.W_U"] + sd["head.b_U"]
+
+
+def test_tiny_vit_forward_matches_a_hand_written_reference(generator):
+    cfg = ViTConfig(image_size=8, patch_size=4, d_model=12, n_layers=2, n_heads=3, d_head=4, d_mlp=20, n_classes=5)
+    model = TinyViT(cfg).double()
+    with torch.no_grad():
+        for param in model.parameters():  # nonzero biases and LayerNorm affines, so every term is exercised
+            param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float64) * 0.5)
+    images = torch.randn(4, 3, 8, 8, generator=generator, dtype=torch.float64)
+    expected = _vit_by_hand({k: v for k, v in model.state_dict().items()}, cfg, images)
+    torch.testing.assert_close(model(images), expected, rtol=1e-10, atol=1e-10)
+
+
 def test_training_writes_an_ordinary_run_directory(tmp_path):
     synthetic_cifar(tmp_path / "data")
     config = VisionRunConfig(vit=ViTConfig(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32), n_train=60,

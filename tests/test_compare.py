@@ -1,4 +1,4 @@
-"""Comparing runs (`grokinterp report RUN1 RUN2 ... --out FILE.html`): a parent and its fork on one axis,
+"""Comparing runs (`grokinterp compare RUN1 RUN2 ... --out FILE.html`): a parent and its fork on one axis,
 the summary table, offline rendering in headless Chromium, and CLI errors."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from grokinterp.analysis import replay
 from grokinterp.cli import main
 from grokinterp.experiments import fork_run
-from grokinterp.launch import train_run
+from grokinterp.train import train_run
 from grokinterp.report import comparison_figures, summary_rows, write_comparison
 from grokinterp.runs import Run
 
@@ -80,7 +80,7 @@ def test_comparison_page_renders_offline_with_one_trace_per_run(pair, tmp_path, 
     assert CHROMIUM.exists(), "CI=true: install chromium (apt-get install -y chromium)"
     parent, fork = pair
     out = tmp_path / "compare.html"
-    assert main(["report", str(parent.path), str(fork.path), "--out", str(out)]) == 0
+    assert main(["compare", str(parent.path), str(fork.path), "--out", str(out)]) == 0
     assert f"comparison written to {out}" in capsys.readouterr().out
     text = out.read_text()
     assert not re.search(r"<script[^>]*\bsrc=", text) and not re.search(r"<link\b", text)

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, hessian
 
-from grokinterp.analysis import (
+from grokinterp.analysis import replay
+from grokinterp.analysis.curvature import (
     HessianVectorProduct,
     adam_preconditioner,
     adaptive_eos_threshold,
@@ -23,11 +24,10 @@ from grokinterp.analysis import (
     hessian_trace,
     lanczos,
     preconditioned_sharpness,
-    replay,
     spectral_density,
     top_eigenvalues,
 )
-from grokinterp.analysis._curvature import tridiagonal_quadrature
+from grokinterp.analysis.curvature._hessian import tridiagonal_quadrature
 from grokinterp.config import ModelConfig, TaskConfig
 from grokinterp.model import Transformer
 from grokinterp.report import curvature_figures, render_report

@@ -12,7 +12,8 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from grokinterp.analysis import (
+from grokinterp.analysis import replay
+from grokinterp.analysis.warning import (
     WARNING_ANALYSES,
     bifurcation_ratio,
     csd_alarm_series,
@@ -34,7 +35,6 @@ from grokinterp.analysis import (
     norm_peak_lead,
     quantile_coordinates,
     quantile_levels,
-    replay,
     rolling_ar1,
     rolling_dmd,
     rolling_variance,
@@ -50,7 +50,7 @@ from grokinterp.analysis import (
 )
 from grokinterp.runs import Run
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 from conftest import tiny_config
 
 

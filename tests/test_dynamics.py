@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from grokinterp.analysis._dynamics import (
+from grokinterp.analysis.dynamics import (
     Collapse,
     ResolutionWarning,
     check_resolution,

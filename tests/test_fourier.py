@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis._fourier import (
+from grokinterp.analysis.fourier import (
     basis_frequencies,
     basis_names,
     checkpoint_spectra,
@@ -28,7 +28,7 @@ from grokinterp.analysis._fourier import (
 )
 from grokinterp.config import ModelConfig, RunConfig, TaskConfig
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 
 def wave(k: int, x: torch.Tensor, n: int, phase: float = 0.0) -> torch.Tensor:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grokinterp.analysis import (
+from grokinterp.analysis.curvature import (
     agreement_dips,
     effective_rank,
     gradient_effective_rank,
@@ -21,7 +21,7 @@ from grokinterp.analysis import (
     singular_values,
 )
 from grokinterp.config import ConfigError, TaskConfig
-from grokinterp.launch import train_run
+from grokinterp.train import train_run
 from grokinterp.report import agreement_figure
 from grokinterp.runs import load_tensors
 from grokinterp.tasks import make_task

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from grokinterp.analysis import checkpoint_spectra, replay
+from grokinterp.analysis import replay
+from grokinterp.analysis.fourier import checkpoint_spectra
 from grokinterp.cli import main
 from grokinterp.config import ModelConfig
 from grokinterp.importers import ImportFormatError, import_nanda, import_tl_demo, load_torch_file

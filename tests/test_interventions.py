@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grokinterp.analysis._interventions import (
+from grokinterp.analysis.interventions import (
     ablate_neurons,
     fourier_neurons,
     neuron_index,
@@ -14,7 +14,7 @@ from grokinterp.analysis._interventions import (
     transplant_neuron_weights,
 )
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 from conftest import tiny_config
 

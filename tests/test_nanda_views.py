@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis import (
+from grokinterp.analysis import replay
+from grokinterp.analysis.fourier import (
     attention_to_operands,
     embedding_circles,
     fourier_transform_2d,
@@ -23,7 +24,6 @@ from grokinterp.analysis import (
     neuron_logit_map,
     pair_loss_grid,
     per_example_loss,
-    replay,
     trig_fit_of,
     trig_identity_fit,
 )
@@ -31,7 +31,7 @@ from grokinterp.config import TaskConfig
 from grokinterp.report import nanda_figures, offline_page, views_of
 from grokinterp.runs import Run
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 from conftest import tiny_config
 from test_report import CHROMIUM, _line_points, _render

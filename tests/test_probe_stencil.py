@@ -1,4 +1,4 @@
-"""The probe stencil (seed 001): time offsets, the two-phase update, the regularizer's gradient, a tiny run."""
+"""The probe stencil (the probe-stencil write-up): time offsets, the two-phase update, the regularizer's gradient, a tiny run."""
 
 import copy
 import math
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import grokinterp.plugins  # noqa: F401  (registers the plug-ins)
 from grokinterp.config import ConfigError
-from grokinterp.launch import train_run
+from grokinterp.train import train_run
 from grokinterp.plugins import ActivationBuffer, ProbeStencil, stencil_pairs
 from grokinterp.runs import load_tensors, step_filename
 from grokinterp.tasks import make_task
@@ -96,12 +96,13 @@ def test_probe_is_frozen_during_the_model_step():
     assert not any(k.startswith("probe") for k in t.model.state_dict())  # the probe is no part of the model
 
 
-@pytest.mark.parametrize("offsets", [[-1, 0, 1], [-1], [1]])
-def test_regularizer_gradient_is_lambda_times_its_loss_gradient(offsets):
+@pytest.mark.parametrize("offsets,reduction", [([-1, 0, 1], "mean"), ([-1], "mean"), ([1], "mean"),
+                                               ([-1, 0, 1], "sum")])
+def test_regularizer_gradient_is_lambda_times_its_loss_gradient(offsets, reduction):
     """Step 2's gradient reaching the model = task gradient + lamb * grad of mean_k MSE_k, all computed here
     independently: theta_1 (the buffer's epoch) and theta_2 from snapshots, full forwards, the phase-1 probe."""
     lamb = 0.3
-    t = trainer_for(offsets=offsets, lamb=lamb)
+    t = trainer_for(offsets=offsets, lamb=lamb, reduction=reduction)
     spy = Spy(stencil_of(t))
     t.plugins.append(spy)
     for _ in range(3):
@@ -112,7 +113,11 @@ def test_regularizer_gradient_is_lambda_times_its_loss_gradient(offsets):
         x_prev, y_prev, _ = mlp_activations(prev, tokens)
     x, y, logits = mlp_activations(model, tokens)
     sources = {-1: (x, y_prev), 0: (x, y), 1: (x_prev, y)}
-    probe_loss = torch.stack([F.mse_loss(probe(sources[k][0]), sources[k][1]) for k in offsets]).mean()
+    def err(k):  # "mean": over examples and units; "sum": the squared norm per example, mean over examples
+        sq = (probe(sources[k][0]) - sources[k][1]).pow(2)
+        return sq.mean() if reduction == "mean" else sq.sum(-1).mean()
+
+    probe_loss = torch.stack([err(k) for k in offsets]).mean()
     task_loss = F.cross_entropy(logits, labels)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -155,7 +160,7 @@ def test_probe_init_comes_from_the_trainer_generator():
 
 
 def test_bad_arguments_are_config_errors():
-    for kwargs in ({"offsets": []}, {"offsets": [0, 0]}, {"offsets": [0.5]}, {"lamb": -1.0}, {"layer": 3},
+    for kwargs in ({"offsets": []}, {"offsets": [0, 0]}, {"offsets": [0.5]}, {"lamb": -1.0}, {"layer": 3}, {"reduction": "norm"},
                    {"hidden": 0}, {"nope": 1}):
         with pytest.raises(ConfigError):
             trainer_for(**kwargs)

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grokinterp.analysis._characters import group_indexing, group_law_labels
-from grokinterp.analysis._fourier import GridForward, grid_forward
-from grokinterp.analysis._progress import (
+from grokinterp.analysis.fourier import group_indexing, group_law_labels
+from grokinterp.analysis.fourier import GridForward, grid_forward
+from grokinterp.analysis.fourier import (
     excluded_logits,
     excluded_loss,
     key_directions,
@@ -21,7 +21,7 @@ from grokinterp.analysis._progress import (
 )
 from grokinterp.config import ModelConfig, RunConfig, TaskConfig
 from grokinterp.tasks import make_task
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 P, KEYS, SCALE = 23, [2, 5, 9], 6.0
 

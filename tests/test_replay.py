@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from grokinterp.analysis import ReplayResult, get_analysis, register_analysis, replay, select_steps
-from grokinterp.analysis._replay import _REGISTRY
+from grokinterp.analysis.replay_engine import _REGISTRY
 from grokinterp.runs import Run
 
 CALLS: collections.Counter = collections.Counter()
@@ -242,8 +242,8 @@ def test_workers_give_identical_arrays(run_path):
 
 
 def test_standard_analyses_match_the_math(run_path):
-    fourier = pytest.importorskip("grokinterp.analysis._fourier")
-    progress = pytest.importorskip("grokinterp.analysis._progress")
+    fourier = pytest.importorskip("grokinterp.analysis.fourier._spectra")
+    progress = pytest.importorskip("grokinterp.analysis.fourier._progress")
     run = Run(run_path)
     mid, last = run.steps[len(run.steps) // 2], run.steps[-1]
     result = replay(run, steps=[mid, last], progress=False)
@@ -262,7 +262,7 @@ def test_standard_analyses_match_the_math(run_path):
 
 
 def test_an_analysis_defined_in_a_closure_is_refused_for_workers(run_path):
-    from grokinterp.analysis._replay import _not_importable
+    from grokinterp.analysis.replay_engine import _not_importable
 
     @register_analysis("t_local", version=1)
     def t_local(model, task, context):

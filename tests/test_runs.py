@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import grokinterp.runs as runs_module
+import grokinterp.runs._files as runs_module
 from grokinterp.cli import main
 from grokinterp.config import all_keys
 from grokinterp.runs import Run, RunError
-from grokinterp.train import build_model
+from grokinterp.model import build_model
 
 
 def test_run_directory_layout(tiny_run):
@@ -100,3 +100,54 @@ def test_cli_misuse_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["frobnicate"])
     assert exit_info.value.code == 2
+
+
+def test_metrics_frame_is_metrics_csv_as_a_dataframe(tiny_run):
+    pd = pytest.importorskip("pandas")
+    frame = tiny_run.metrics_frame()
+    assert isinstance(frame, pd.DataFrame) and frame.index.name == "step"
+    np.testing.assert_array_equal(frame.index.to_numpy(), tiny_run.metrics["step"].astype(np.int64))
+    np.testing.assert_array_equal(frame["test_acc"].to_numpy(), tiny_run.metrics["test_acc"])
+
+
+def test_top_level_api_is_what_a_notebook_starts_from():
+    import grokinterp
+    from grokinterp import Run as TopRun, preset as top_preset, replay as top_replay, train_run as top_train_run
+    from grokinterp.analysis import replay
+    from grokinterp.config import preset
+    from grokinterp.runs import Run
+    from grokinterp.train import train_run
+
+    assert (TopRun, top_preset, top_replay, top_train_run) == (Run, preset, replay, train_run)
+    with pytest.raises(AttributeError, match="no attribute"):
+        grokinterp.not_a_name  # noqa: B018
+
+
+def test_run_writer_locks_cleans_temp_files_and_refuses_through_check(tmp_path):
+    from grokinterp.runs import RunWriter
+
+    out = tmp_path / "run"
+    (out / "ckpt").mkdir(parents=True)
+    stale = out / "ckpt" / ".step_0000000.safetensors.abc123.tmp"  # as a writer killed mid-write leaves it
+    stale.write_bytes(b"half")
+    with RunWriter(out) as writer:
+        assert not writer.existed and not stale.exists()
+        with pytest.raises(RunError, match="being written by another process"):
+            with RunWriter(out):
+                pass
+        writer.write_split(torch.arange(3), torch.arange(3, 5))
+        writer.write_config({"b": 1, "a": 2})
+    stored = json.loads((out / "config.json").read_text())
+    assert list(stored) == ["config", "versions"] and list(stored["config"]) == ["b", "a"]  # key order kept
+
+    def refuse(existed: bool) -> None:
+        if existed:
+            raise ValueError("already holds a run")
+
+    stale.write_bytes(b"half")
+    with pytest.raises(ValueError, match="already holds a run"):
+        with RunWriter(out, check=refuse):
+            pass
+    assert stale.exists()  # a refusal touches nothing
+    with RunWriter(out) as writer:  # and releases the lock
+        assert writer.existed

@@ -146,3 +146,20 @@ def test_early_stop_after_grokking(tiny_run):
     s = tiny_run.summary
     assert s["final_step"] == s["grokking_step"] + 20 == tiny_run.steps[-1]
     assert tiny_run.metrics["step"][-1] == s["final_step"]
+
+
+def test_train_run_gives_the_callers_thread_count_back(tmp_path):
+    from grokinterp.train import train_run
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    config = tiny_config(train__steps=3, train__threads=wanted)
+    try:
+        torch.set_num_threads(before)
+        train_run(config, tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == before  # a notebook keeps its own thread count
+        with pytest.raises(ConfigError, match="already holds a run"):
+            train_run(config, tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == before  # also after a refused start
+    finally:
+        torch.set_num_threads(before)

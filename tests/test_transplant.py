@@ -1,5 +1,8 @@
 """Fourier-neuron transplants: the activation plug-in patches exactly the chosen neurons, only while active."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -99,3 +102,48 @@ def test_weight_transplant_fork_is_a_replayable_run_with_exactly_the_neurons_mov
     assert run.summary["status"] in ("grokked", "memorized")
     result = replay(Run(tmp_path / "t"), ["progress"], stride=10, progress=False)
     assert len(result.steps) >= 2 and result["progress"]["excluded_loss"].shape == result.steps.shape
+
+
+def test_random_neurons_are_a_seeded_uniform_draw_of_the_same_count():
+    from grokinterp.experiments.transplant import random_neurons
+
+    a = random_neurons(512, 40, seed=3)
+    assert len(a) == len(set(a)) == 40 and a == sorted(a) and all(0 <= i < 512 for i in a)
+    assert a == random_neurons(512, 40, seed=3) and a != random_neurons(512, 40, seed=4)
+    hits = np.zeros(64)
+    for seed in range(400):
+        hits[random_neurons(64, 8, seed)] += 1
+    assert hits.min() > 20 and hits.max() < 80  # every neuron drawn about 400 * 8 / 64 = 50 times
+
+
+def test_controlled_study_arms_move_exactly_what_they_say(tmp_path):
+    """noop changes nothing; self moves the recipient's own final Fourier neurons; other the donor's; random the
+    same count of seeded random donor neurons."""
+    from grokinterp.experiments.transplant import TRANSPLANT_FILE, donor_neurons, random_neurons, transplant_study
+    from grokinterp.runs import Run
+    from grokinterp.sweep import SweepSpec, run_sweep
+
+    tiny = {"task.p": 23, "task.frac_train": 0.8, "model.d_model": 32, "model.d_head": 8, "model.d_mlp": 64,
+            "optim.lr": 1e-2, "optim.warmup_steps": 0, "optim.weight_decay": 1.0, "train.steps": 600, "train.ckpt_every": 20,
+            "train.state_every": 40, "train.early_stop_after": 20, "train.eval_every": 5}
+    spec = SweepSpec({"model.seed": [0, 1]}, preset="quick", overrides=tiny)
+    run_sweep(spec, tmp_path, workers=1, progress=False)
+    donor, recipient = Run(tmp_path / "model.seed=0"), Run(tmp_path / "model.seed=1")
+    assert donor.summary["status"] == recipient.summary["status"] == "grokked"
+    folder = transplant_study(tmp_path, step=40, donor_seed=0, progress=False)
+    start = {arm: Run(folder / f"model.seed=1__{arm}").model(40).blocks[0].mlp
+             for arm in ("noop", "self", "other", "random")}
+    own, final_own = recipient.model(40).blocks[0].mlp, recipient.model(recipient.steps[-1]).blocks[0].mlp
+    final_donor = donor.model(donor.steps[-1]).blocks[0].mlp
+    assert all(torch.equal(getattr(start["noop"], w), getattr(own, w)) for w in ("W_in", "b_in", "W_out"))
+    chosen = {"self": (donor_neurons(recipient), final_own), "other": (donor_neurons(donor), final_donor),
+              "random": (random_neurons(64, len(donor_neurons(donor)), 1), final_donor)}
+    for arm, (neurons, source) in chosen.items():
+        info = json.loads((folder / f"model.seed=1__{arm}" / TRANSPLANT_FILE).read_text())
+        assert info["neurons"] == neurons and neurons
+        rest = [j for j in range(64) if j not in neurons]
+        assert torch.equal(start[arm].W_in[:, neurons], source.W_in[:, neurons])
+        assert torch.equal(start[arm].W_out[neurons], source.W_out[neurons])
+        assert torch.equal(start[arm].W_in[:, rest], own.W_in[:, rest])
+    noop = Run(folder / "model.seed=1__noop")
+    assert noop.summary["grokking_step"] == recipient.summary["grokking_step"]  # the no-op fork is the recipient

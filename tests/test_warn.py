@@ -11,11 +11,12 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from grokinterp.analysis import WARNING_ANALYSES, replay
+from grokinterp.analysis import replay
+from grokinterp.analysis.warning import WARNING_ANALYSES
 from grokinterp.cli import main
 from grokinterp.runs import Run, atomic_write_json
 from grokinterp.sweep import SweepSpec, write_sweep_file
-from grokinterp.warn import (
+from grokinterp.experiments.warning import (
     ALARM_RULES,
     RunSignal,
     alarm_step,
@@ -33,7 +34,7 @@ from grokinterp.warn import (
     shift_since,
     warn_sweep,
 )
-from grokinterp.warn._sweep import WarnRun, logit_scale_mediation
+from grokinterp.experiments.warning._sweep import WarnRun, logit_scale_mediation
 
 STEPS = np.arange(0, 1001, 10)
 

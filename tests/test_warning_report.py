@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokinterp.analysis import WARNING_ANALYSES, replay, warning_diagnostics
+from grokinterp.analysis import replay
+from grokinterp.analysis.warning import WARNING_ANALYSES, warning_diagnostics
 from grokinterp.report import run_figures, warning_signals_figure, write_report
 from grokinterp.runs import Run
 

@@ -3,9 +3,10 @@
 - **Runs**: every run under RUNS_DIR with its status (running, stopped, grokked, ...), milestones,
   steps/s and last test accuracy; the curves of the ticked (else the running) runs, following their
   metrics.csv as it grows (training appends rows at every checkpoint).
-- **Launch**: a run from a preset and `--KEY=VALUE` overrides, or a study arm (seed 001's *add stencil*
-  with offsets -1/0/+1 and lambda, Grokfast, Adam's beta1), checked like `grokinterp train`; runs
-  train in background processes (at most one per core), and can be stopped and resumed.
+- **Launch**: a run from a preset and `--KEY=VALUE` overrides, or a study arm (the probe-stencil
+  write-up's *add stencil* with offsets -1/0/+1 and lambda, Grokfast, Adam's beta1), checked like
+  `grokinterp train`; runs train in background processes (at most one per core), and can be stopped
+  and resumed.
 - **Wavetable**: at a checkpoint picked with a slider, every MLP neuron's activation as a waveform over
   the input residue, sorted by dominant frequency, key frequencies marked; beside it the embedding
   spectrum and the neuron-frequency histogram at that step (replayed through the cached replay engine).

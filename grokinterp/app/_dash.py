@@ -31,7 +31,7 @@ from ._wavetable import wavetable, wavetable_figure
 TOKEN_COOKIE = "grokinterp_lab_token"
 MAX_POINTS = 4000  # live overlays thin longer series to this many points (the offline report draws them all)
 TABLE_COLUMNS = ("run", "status", "step", "of", "memorized", "grokked", "gap", "steps/s", "test acc")
-ARM_LABELS = {"none": "preset only", "stencil": "add stencil (seed 001's probe)", "grokfast": "Grokfast (EMA)",
+ARM_LABELS = {"none": "preset only", "stencil": "add stencil (the probe-stencil write-up's probe)", "grokfast": "Grokfast (EMA)",
               "beta1": "Adam beta1"}
 COLORS = plotly.colors.qualitative.Plotly
 MESSAGE = {"whiteSpace": "pre-wrap", "fontSize": 14}

@@ -3,7 +3,7 @@
 The form is read exactly as `grokinterp train` reads its command line (`preset`, `parse_override_args`,
 `apply_overrides`, then the plug-ins are built), so a bad value gives the CLI's one-line message and
 starts nothing. The override text is split into arguments by `shlex.split`, a tokenizer: no shell ever
-sees it. A run is `grokinterp.launch.train_run` in a spawned process (the library's API, no command
+sees it. A run is `grokinterp.train.train_run` in a spawned process (the library's API, no command
 line), at most as many at once as there are cores; stopping sends SIGTERM (the run keeps every
 checkpoint and state written so far), resuming calls `train_run(..., resume=True)`, which continues it
 bit-identically from its last state.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..config import ConfigError, RunConfig, apply_overrides, parse_override_args, preset
 from ..runs import Run
-from ..train import build_plugins
+from ..plugins import build_plugins
 from ._live import _held_locks, writer_alive
 from ._paths import PathRefused, RunsDir
 
@@ -30,7 +30,7 @@ CLI_PREFIX = "grokinterp train: error: "  # what `grokinterp train` prints befor
 
 
 def arm_overrides(arm: str, offsets=(-1, 0, 1), lamb=0.1, alpha=0.98, grokfast_lamb=2.0, beta1=0.9) -> dict:
-    """The config overrides of one study arm (seed 001's ablations and their neighbours).
+    """The config overrides of one study arm (the probe-stencil write-up's ablations and their neighbours).
 
     - "stencil": the probe stencil with these offsets and lambda (`plugins.probe_stencil`);
     - "grokfast": Grokfast's EMA gradient filter (`plugins.grokfast_ema`, Lee et al. 2024);
@@ -81,7 +81,7 @@ def _train_child(config: dict, out: str, resume: bool, log: str) -> None:
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server stops it through SIGTERM
-    from ..launch import train_run
+    from ..train import train_run
 
     train_run(RunConfig.from_dict(config), out, resume=resume, progress=False)
 

@@ -1,6 +1,6 @@
 """Following runs as they train: their metrics.csv read incrementally, whether a writer holds them, their status.
 
-A training run appends whole rows to metrics.csv at every checkpoint (`grokinterp.runs.MetricsAppender`)
+A training run appends whole rows to metrics.csv at every checkpoint (`grokinterp.runs.RunWriter.append_metrics`)
 and holds an flock on `<run>/LOCK` while it writes. `MetricsTail` reads only the bytes appended since
 its last call (and starts over when the file was replaced, as a resume rewinds it); `writer_alive`
 asks the kernel's lock table (/proc/locks) whether the LOCK is held, without taking it (a probe that
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train import ACC_THRESHOLD
+from ..runs import Milestones
 
 CURVE_COLUMNS = ("step", "train_loss", "test_loss", "train_acc", "test_acc")
 
@@ -107,12 +107,9 @@ def writer_alive(run_path: Path, held: set | None = None) -> bool:
 
 
 def milestones(curves: dict[str, np.ndarray]) -> tuple[int | None, int | None]:
-    """(memorization step, grokking step) from the curve columns, as the trainer defines them (DESIGN.md):
-    first step with train acc >= 0.99; first evaluated step with train and test acc both >= 0.99."""
-    steps, train, test = curves["step"], curves["train_acc"], curves["test_acc"]
-    mem = np.flatnonzero(train >= ACC_THRESHOLD)
-    grok = np.flatnonzero((train >= ACC_THRESHOLD) & (test >= ACC_THRESHOLD))
-    return (int(steps[mem[0]]) if len(mem) else None), (int(steps[grok[0]]) if len(grok) else None)
+    """(memorization step, grokking step) of the curve columns, as summary.json defines them (`runs.Milestones`)."""
+    m = Milestones.of_columns(curves["step"], curves["train_acc"], curves["test_acc"])
+    return m.memorization_step, m.grokking_step
 
 
 class RunWatcher:

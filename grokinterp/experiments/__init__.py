@@ -1,5 +1,5 @@
 """Multi-run studies built on ordinary run directories: forks (continue a run from a step with changed
-settings), and the seeds' transplant experiments that use them.
+settings), and the source documents' transplant experiments that use them.
 
 >>> from grokinterp.experiments import fork_run
 >>> fork = fork_run("checkpoints/nanda", step=6000, out="checkpoints/nanda_wd025",

@@ -27,6 +27,7 @@ import numpy as np
 from ..runs import atomic_write_bytes
 from ..stats import Estimate, bootstrap_ci, median_difference_ci, median_ratio_ci, wilson_interval
 from .geometry import median_event
+from .repro import transplant_deltas
 from .repro_data import DATA_DIR, ReproData, load_data
 
 LEDGER = Path("docs/claims.md")
@@ -223,12 +224,10 @@ def cycle_fraction(test: str, wd: float) -> Callable:
     return measure
 
 
-def transplant_delta(mode: str) -> Callable:
-    """Paired difference: transplant fork's grokking step − its recipient's own (median, bootstrap)."""
+def transplant_delta(arm: str) -> Callable:
+    """Paired difference: the `arm` fork's grokking step − its recipient's control (median, bootstrap)."""
     def measure(data):
-        control = {r.name: r.summary.get("grokking_step") for r in data.records}
-        deltas = [int(f["grokking_step"]) - control[f["recipient"]] for f in data.extras.get("transplants", [])
-                  if f["mode"] == mode and f["grokking_step"] and control.get(f["recipient"]) is not None]
+        deltas = transplant_deltas(data, arm)
         return bootstrap_ci(deltas) if deltas else None
     return measure
 
@@ -303,12 +302,12 @@ CLAIMS: list[Claim] = [
     Claim("dyn-dips-gap", DYNAMICS, "the number of agreement dips predicts the gap (r = 0.896, n = 30)",
           reported_correlation(0.896, 30, "r = 0.896, n = 30 (its 95 % CI 0.79–0.95)"),
           "Pearson r of dip count and gap", "gap", gap_correlation, FAST),
-    Claim("dyn-transplant-weights", DYNAMICS, "transplanted Fourier neurons neither help nor hurt grokking",
-          around(0.0, "0 steps", rel=0.0), "median Δ grokking step, weight transplant − own control (steps)",
-          "transplant", transplant_delta("weights"), FAST + "; 4 recipients", digits=0),
-    Claim("dyn-transplant-activations", DYNAMICS, "patched Fourier-neuron activations neither help nor hurt",
-          around(0.0, "0 steps", rel=0.0), "median Δ grokking step, activation patch − own control (steps)",
-          "transplant", transplant_delta("activations"), FAST + "; 4 recipients", digits=0),
+    Claim("dyn-transplant-self", DYNAMICS, "transplanted Fourier neurons neither help nor hurt grokking",
+          around(0.0, "0 steps", rel=0.0), "median Δ grokking step, own-final-neuron transplant − noop fork (steps)",
+          "transplant", transplant_delta("self"), FAST + "; 10 recipients", digits=0, n_min=10),
+    Claim("dyn-transplant-other", DYNAMICS, "transplanted Fourier neurons neither help nor hurt grokking",
+          around(0.0, "0 steps", rel=0.0), "median Δ grokking step, other-seed transplant − noop fork (steps)",
+          "transplant", transplant_delta("other"), FAST + "; 10 recipients", digits=0, n_min=10),
     Claim("dyn-hessian-spike", DYNAMICS, "the top Hessian eigenvalue spikes ~20x during memorization",
           around(20.0, "~20x"), "max top eigenvalue in memorization ÷ its value at init", "geometry",
           median_event("spike_factor"), "the `twolayer` preset, 3 seeds", n_min=3),
@@ -340,8 +339,8 @@ CLAIMS: list[Claim] = [
           around(5760, "5,760 epochs", rel=0.1), "grokking step, baseline", "stencil",
           single("grokking_step", arm="baseline"), "`nanda` preset, 1 seed as in the source", digits=0),
     *[Claim(f"stencil-{label}", STENCIL, f"the stencil {offsets} speeds grokking up {x:.2f}x",
-            around(x, f"{x:.2f}x", rel=0.1), f"baseline grokking step ÷ stencil {offsets}", "stencil", speedup(label),
-            "`nanda` preset, 1 seed as in the source")
+            around(x, f"{x:.2f}x", rel=0.1), f"median baseline grokking step ÷ stencil {offsets}", "stencil_seeds",
+            speedup(label), "`quick` preset, 5 seeds per arm (the `nanda` single runs: stencil.md)", n_min=5)
       for label, offsets, x in (("stencil_-1_0_+1", "[-1,0,+1]", 3.00), ("stencil_0", "[0]", 2.55),
                                 ("stencil_-1", "[-1]", 1.52), ("stencil_-1_+1", "[-1,+1]", 3.08),
                                 ("stencil_-1_0", "[-1,0]", 2.88))],

@@ -35,19 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, RunConfig, apply_overrides
-from ..runs import (
-    Run,
-    RunError,
-    RunLock,
-    atomic_write_json,
-    list_steps,
-    read_metrics_csv,
-    remove_stale_temp_files,
-    save_tensors,
-    step_filename,
-    versions,
-    write_metrics_csv,
-)
+from ..runs import Run, RunError, RunWriter, atomic_write_json, list_steps, read_metrics_csv, step_filename
 
 FORK_FILE = "fork.json"
 FROZEN_SECTIONS = ("task", "model")  # a fork continues the parent's model on the parent's data
@@ -176,7 +164,7 @@ def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: di
     Raises:
         ConfigError: a bad step, override or `out`; RunError: an unreadable parent or a locked `out`.
     """
-    from ..launch import train_run
+    from ..train import train_run
 
     parent = parent if isinstance(parent, Run) else Run(parent)
     out = Path(out)
@@ -218,17 +206,18 @@ def _write_start(parent: Run, step: int, out: Path, config: RunConfig, record: d
                       "state", ReplayMismatchWarning, stacklevel=3)
     earlier = [r for r in read_metrics_csv(parent.path / "metrics.csv") if r["step"] < info["state_step"]]
     rows = [{k: (int(v) if k == "step" else v) for k, v in r.items()} for r in earlier + replayed]
-    with RunLock(out):
-        if (out / "config.json").is_file():
+    def check(exists: bool) -> None:
+        if exists:
             raise ConfigError(f"{out} already holds a run (created meanwhile); choose another --out")
-        remove_stale_temp_files(out)
+
+    with RunWriter(out, check=check) as writer:
         for folder in ("ckpt", "state"):  # left by a fork set-up killed before config.json, maybe at another step
             for s in list_steps(out / folder):
                 (out / folder / step_filename(s)).unlink()
         split = parent.task
-        save_tensors(out / "split.safetensors", {"train_idx": split.train_idx, "test_idx": split.test_idx})
-        atomic_write_json(out / FORK_FILE, {**record, **info})
-        save_tensors(out / "ckpt" / step_filename(step), model_state)
-        write_metrics_csv(out / "metrics.csv", rows)
-        save_tensors(out / "state" / step_filename(step), trainer_state)
-        atomic_write_json(out / "config.json", {"config": config.to_dict(), "versions": versions()}, sort_keys=False)
+        writer.write_split(split.train_idx, split.test_idx)
+        writer.write_json(FORK_FILE, {**record, **info})
+        writer.write_checkpoint(step, model_state)
+        writer.write_metrics(rows)
+        writer.write_state(step, trainer_state)
+        writer.write_config(config.to_dict())

@@ -159,6 +159,26 @@ def speedup_table(data: ReproData, reference: dict) -> tuple[list[str], list[lis
     return columns, rows
 
 
+def speedup_ci_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
+    """Per arm over its seeds: grok rate, median grokking step [bootstrap CI] and the speed-up vs the
+    "baseline" arm, median(baseline) ÷ median(arm), with a two-sample bootstrap CI."""
+    from ..stats import median_ratio_ci
+
+    columns = ["arm", "runs", "grok rate [95% CI]", "median grokked [CI]", "speed-up vs baseline [CI]",
+               "source reports", "median wall s"]
+    by_arm = cells(data, ["arm"])
+    base = next(([r.summary["grokking_step"] for r in m if r.finished and r.summary.get("grokking_step")]
+                 for v, m in by_arm if v["arm"] == "baseline"), [])
+    rows = []
+    for values, members in by_arm:
+        done = [r for r in members if r.finished]
+        groks = [r.summary["grokking_step"] for r in done if r.summary.get("grokking_step") is not None]
+        ratio = median_ratio_ci(base, groks).format(2, suffix="x") if base and groks else "–"
+        rows.append([values["arm"], str(len(done)), rate_ci(done, lambda s: s["status"] == "grokked"),
+                     median_ci(done, "grokking_step"), ratio, reference.get(values["arm"], "–"), _median_wall(done)])
+    return columns, rows
+
+
 def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
     """Per run after grokking: the cycle test of test accuracy (periodogram peak vs AR(1) red noise: period,
     amplitude, p), the weight norm's Lomb-Scargle period, the accuracy-norm phase locking (PLV) with its
@@ -223,24 +243,54 @@ def gap_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
 
 
 def transplant_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
-    """Per recipient: its own grokking step (the control) and that of each transplant fork
-    (`transplants.csv`: recipient, mode, grokking_step, neurons, wall_time_s)."""
-    columns = ["recipient", "control grokked", "weights: grokked (Δ)", "activations: grokked (Δ)", "neurons moved"]
+    """Per recipient: the control's grokking step (its `noop` fork, else its own run) and each arm's grokking step
+    with Δ against the control (`transplants.csv`: recipient, mode, grokking_step, neurons, wall_time_s); a last
+    row gives each arm's median Δ with its 95 % bootstrap CI and n."""
     forks = data.extras.get("transplants", [])
-    control = {r.name: r.summary.get("grokking_step") for r in data.records}
+    arms = [m for m in ("noop", "self", "other", "weights", "random", "activations")
+            if any(f["mode"] == m for f in forks)]
+    control = transplant_controls(data)
+    columns = ["recipient", "control grokked", *(f"{arm}: grokked (Δ)" for arm in arms if arm != "noop"),
+               "neurons moved (other / random)"]
     rows = []
     for recipient in dict.fromkeys(f["recipient"] for f in forks):
+        by_arm = {f["mode"]: f for f in forks if f["recipient"] == recipient}
+        c = control.get(recipient)
         cells_ = []
-        neurons = "–"
-        for mode in ("weights", "activations"):
-            f = next((f for f in forks if f["recipient"] == recipient and f["mode"] == mode), None)
+        for arm in arms:
+            if arm == "noop":
+                continue
+            f = by_arm.get(arm)
             grok = int(f["grokking_step"]) if f and f["grokking_step"] else None
-            neurons = f["neurons"] if f else neurons
-            c = control.get(recipient)
-            cells_.append(fmt(grok) + (f" ({grok - c:+,})" if grok is not None and c is not None else "")
-                          if f else "not run")
-        rows.append([recipient, fmt(control.get(recipient)), *cells_, neurons])
+            cells_.append("not run" if f is None else
+                          fmt(grok) + (f" ({grok - c:+,})" if grok is not None and c is not None else ""))
+        moved = " / ".join(str(by_arm[a]["neurons"]) for a in ("other", "weights", "random") if a in by_arm)
+        rows.append([recipient, fmt(c), *cells_, moved or "–"])
+    summary = []
+    for arm in arms:
+        if arm == "noop":
+            continue
+        est = bootstrap_ci(transplant_deltas(data, arm)) if transplant_deltas(data, arm) else None
+        summary.append(f"{est.value:+,.0f} [{est.low:+,.0f}, {est.high:+,.0f}] (n = {est.n})" if est else "–")
+    rows.append(["median Δ [95 % CI]", "", *summary, ""])
     return columns, rows
+
+
+def transplant_controls(data: ReproData) -> dict:
+    """Recipient -> its control's grokking step: the `noop` fork where it exists (same code path as the
+    transplants), else the recipient's own run."""
+    control = {r.name: r.summary.get("grokking_step") for r in data.records}
+    for f in data.extras.get("transplants", []):
+        if f["mode"] == "noop":
+            control[f["recipient"]] = int(f["grokking_step"]) if f["grokking_step"] else None
+    return control
+
+
+def transplant_deltas(data: ReproData, arm: str) -> list[int]:
+    """Paired Δ per recipient: the `arm` fork's grokking step − its control's (both must have grokked)."""
+    control = transplant_controls(data)
+    return [int(f["grokking_step"]) - control[f["recipient"]] for f in data.extras.get("transplants", [])
+            if f["mode"] == arm and f["grokking_step"] and control.get(f["recipient"]) is not None]
 
 
 def cycle_figures(data: ReproData) -> dict:

@@ -1,4 +1,4 @@
-"""Fourier-neuron transplants (seed 000): move a grokked donor's Fourier neurons into an early checkpoint
+"""Fourier-neuron transplants (the Grokking Dynamics write-up): move a grokked donor's Fourier neurons into an early checkpoint
 of another run and see whether the recipient groks sooner.
 
 The neurons are the donor's Fourier neurons (`grokinterp.analysis.fourier_neurons`: dominant frequency
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..analysis import fourier_neurons, transplant_neuron_weights
+from ..analysis.interventions import fourier_neurons, transplant_neuron_weights
 from ..config import ConfigError
 from ..runs import Run, atomic_write_json, step_filename
 from .fork import fork_run
@@ -91,23 +91,62 @@ def _weight_transplant(recipient: Run, step: int, donor: Run, donor_step: int, n
                     edit_weights=lambda _: moved)
 
 
-def transplant_study(sweep_dir: str | Path, step: int = 100, donor_seed: int = 0, modes: tuple = MODES,
+STUDY_ARMS = ("noop", "self", "other", "random")  # the controlled study's forks of each recipient
+
+
+def random_neurons(d_mlp: int, count: int, seed: int) -> list[int]:
+    """`count` distinct neurons drawn uniformly from all `d_mlp` (seeded): the control for choosing Fourier ones."""
+    if not 0 <= count <= d_mlp:
+        raise ConfigError(f"cannot draw {count} of {d_mlp} neurons")
+    import numpy as np
+
+    return sorted(int(i) for i in np.random.default_rng([seed, count]).choice(d_mlp, size=count, replace=False))
+
+
+def transplant_study(sweep_dir: str | Path, step: int = 100, donor_seed: int = 0, arms: tuple = STUDY_ARMS,
                      patch_steps: int = 300, progress: bool = True) -> Path:
-    """Transplant the donor seed's Fourier neurons into every other seed of a `model.seed` sweep at `step`,
-    in each mode; runs go to `<sweep_dir>/transplants/<recipient>__<mode>` (finished ones are kept)."""
+    """Fork every seed of a `model.seed` sweep but the donor at `step`, once per arm; runs go to
+    `<sweep_dir>/transplants/<recipient>__<arm>` (finished ones are kept).
+
+    Arms (all weight transplants but the first and "activations"):
+        noop: the fork with nothing changed (the control: bit-identical to the recipient's own run);
+        self: the Fourier neurons of the recipient's own final checkpoint (the same init seed, grokked): the
+            cleanest form of "pre-learned Fourier neurons";
+        other: the Fourier neurons of the donor seed's final checkpoint;
+        random: as many neurons as "other" moves, drawn at random (seeded by the recipient's seed) from the donor;
+        activations: the donor's Fourier-neuron activations patched into training for `patch_steps` steps.
+    """
     from ..sweep import collect
 
+    unknown = set(arms) - set(STUDY_ARMS) - {"activations"}
+    if unknown:
+        raise ConfigError(f"unknown transplant arm(s) {sorted(unknown)}; choose from {[*STUDY_ARMS, 'activations']}")
     records = {rec.values.get("model.seed"): rec for rec in collect(sweep_dir)}
     if donor_seed not in records or records[donor_seed].summary.get("status") != "grokked":
         raise ConfigError(f"{sweep_dir}: the donor (model.seed={donor_seed}) must be a grokked run")
     donor = Run(records[donor_seed].path)
+    donor_set = donor_neurons(donor)
     folder = Path(sweep_dir) / "transplants"
     for seed, rec in records.items():
         if seed == donor_seed or not rec.finished:
             continue
-        for mode in modes:
-            out = folder / f"{rec.name}__{mode}"
+        recipient = Run(rec.path)
+        for arm in arms:
+            out = folder / f"{rec.name}__{arm}"
             if (out / "summary.json").is_file() and (out / TRANSPLANT_FILE).is_file():
                 continue
-            transplant_run(Run(rec.path), step, donor, out, mode=mode, patch_steps=patch_steps, progress=progress)
+            if arm == "noop":
+                fork_run(recipient, step, out, {}, resume=(out / "config.json").is_file(), progress=progress)
+                atomic_write_json(out / TRANSPLANT_FILE, {"mode": "noop", "neurons": [], "step": step,
+                                                          "recipient": str(recipient.path.resolve())})
+            elif arm == "self":
+                if rec.summary.get("status") != "grokked":
+                    continue  # its own final checkpoint has no Fourier circuit to give
+                transplant_run(recipient, step, recipient, out, progress=progress)
+            elif arm == "random":
+                neurons = random_neurons(donor.config.model.d_mlp, len(donor_set), seed)
+                transplant_run(recipient, step, donor, out, neurons=neurons, progress=progress)
+            else:
+                transplant_run(recipient, step, donor, out, mode="weights" if arm == "other" else arm,
+                               neurons=donor_set, patch_steps=patch_steps, progress=progress)
     return folder

@@ -9,8 +9,8 @@ name as a plain record, and any other class is refused (`_safe_load`). Every ten
 against the config, with an error naming the key. The run directory is written by `grokinterp.runs`'s
 writers, so `Run`, `replay` and `grokinterp analyze` read it like any trained run.
 
->>> run = import_nanda("full_run_data.pth", "checkpoints/nanda_original")     # doctest: +SKIP
->>> replay(run)["progress"]["excluded_loss"]                                  # doctest: +SKIP
+    run = import_nanda("full_run_data.pth", "checkpoints/nanda_original")
+    replay(run)["progress"]["excluded_loss"]
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..config import ConfigError, ModelConfig, OptimConfig, RunConfig, TaskConfig, TrainConfig
 from ..tasks import make_split
-from ..train import build_model
+from ..model import build_model
 from ._safe_load import ImportFormatError, load_torch_file
 from ._write import ImportedRun
 

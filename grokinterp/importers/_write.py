@@ -12,17 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
-from ..launch import summarize
-from ..runs import Run, RunLock, atomic_write_json, save_tensors, step_filename, versions, write_metrics_csv
+from ..model import build_model
+from ..runs import Milestones, Run, RunWriter, summarize
 from ..tasks import make_task
-from ..train import Milestones, accuracy, build_model
+from ..train import accuracy
 from ._safe_load import ImportFormatError
 
 METRIC_COLUMNS = ("test_loss", "test_acc", "train_loss", "train_acc", "weight_norm_sq")
@@ -83,21 +82,19 @@ def write_imported_run(imported: ImportedRun, out: str | Path, progress: bool = 
     task = make_task(config.task, (imported.train_idx, imported.test_idx))
     model = build_model(config).eval()
     measured: dict[int, dict[str, float]] = {}
-    with RunLock(out):
+    with RunWriter(out) as writer:
         for step, state_dict in tqdm(imported.checkpoints, disable=not progress, desc=f"import {out.name}",
                                      unit="ckpt", dynamic_ncols=True, mininterval=0.5):
             check_state_dict(state_dict, config, f"checkpoint at step {step}")
             model.load_state_dict(state_dict, strict=True)
             measured[step] = _measure(model, task)
-            save_tensors(out / "ckpt" / step_filename(step), model.state_dict())
+            writer.write_checkpoint(step, model.state_dict())
         rows = _metric_rows(imported, measured)
-        write_metrics_csv(out / "metrics.csv", rows)
-        save_tensors(out / "split.safetensors", {"train_idx": task.train_idx, "test_idx": task.test_idx})
-        summary = _summary(rows, imported.source)
-        atomic_write_json(out / "summary.json", summary)
+        writer.write_metrics(rows)
+        writer.write_split(task.train_idx, task.test_idx)
+        writer.write_summary(_summary(rows, imported.source))
         # config.json last: it marks a run, so an interrupted import leaves no half-run behind a run's name
-        atomic_write_json(out / "config.json", {"config": config.to_dict(), "versions": versions(),
-                                                "source": imported.source}, sort_keys=False)
+        writer.write_config(config.to_dict(), source=imported.source)
     return Run(out)
 
 
@@ -124,7 +121,7 @@ def _metric_rows(imported: ImportedRun, measured: dict[int, dict[str, float]]) -
 
 
 def _summary(rows: list[dict[str, float]], source: dict) -> dict:
-    """summary.json as training writes it (`launch.summarize`), from the measured checkpoints' accuracies."""
+    """summary.json as training writes it (`runs.summarize`), from the measured checkpoints' accuracies."""
     milestones = Milestones()
     for row in rows:
         if not math.isnan(row["train_acc"]):
@@ -132,9 +129,9 @@ def _summary(rows: list[dict[str, float]], source: dict) -> dict:
             milestones.update(int(row["step"]), row["train_acc"], test_acc)
     diverged = [int(r["step"]) for r in rows if any(math.isinf(r[c]) for c in METRIC_COLUMNS)]
     milestones.diverged_step = diverged[0] if diverged else None
-    finished = SimpleNamespace(milestones=milestones, step=int(rows[-1]["step"]))
     measured_rows = [r for r in rows if not math.isnan(r["train_acc"])]
-    summary = summarize(finished, measured_rows or rows[-1:], wall_time_s=0.0, steps_run=0)
+    summary = summarize(milestones, measured_rows or rows[-1:], final_step=int(rows[-1]["step"]), wall_time_s=0.0,
+                        steps_run=0)
     summary.update(wall_time_s=None, steps_per_s=None, milestone_resolution=_spacing(measured_rows), source=source)
     return summary
 

@@ -1,16 +1,20 @@
-"""Built-in training plug-ins; importing this package registers them with `grokinterp.train.register_plugin`.
+"""Training plug-ins: the `Plugin` seam of the loop, its registry, and the built-in plug-ins.
 
 - `grokfast_ema`, `grokfast_ma`: Grokfast gradient filters (Lee et al. 2024).
-- `probe_stencil`: seed 001's temporal probe regularizer.
-- `activation_transplant`: seed 000's Fourier-neuron transplant, patching donor activations while training.
-- `grad_agreement`: seed 000's half-batch gradient agreement, recorded every k steps (a diagnostic).
-- `norm_clamp`, `gradient_noise`, `logit_temperature`: seed 002's delay-law and logit-scale interventions.
+- `probe_stencil`: the temporal probe regularizer of "Grokking as Manifold Selection Under Constraint".
+- `activation_transplant`: the "Grokking Dynamics" write-up's Fourier-neuron transplant, patching donor
+  activations while training.
+- `grad_agreement`: the "Grokking Dynamics" write-up's half-batch gradient agreement, recorded every k steps.
+- `norm_clamp`, `gradient_noise`, `logit_temperature`: the related-work papers' delay-law and logit-scale
+  interventions.
 
-Plug-ins sit beside the training loop: they import `grokinterp.train`, never the reverse.
-Configure them by name: `plugins={"grokfast_ema": {"alpha": 0.98, "lamb": 2.0}}`, or on the command line
-`--plugins.probe_stencil='{"offsets": [-1, 0, 1]}'`.
+The registry is filled here, explicitly (`BUILTIN_PLUGINS`); plug-ins import nothing from the training loop,
+which imports this package to build them. Configure them by name:
+`plugins={"grokfast_ema": {"alpha": 0.98, "lamb": 2.0}}`, or on the command line
+`--plugins.probe_stencil='{"offsets": [-1, 0, 1]}'`. Register your own with `@register_plugin("name")`.
 """
 
+from ._base import PLUGINS, Plugin, build_plugins, register_plugin
 from .activation_transplant import ActivationTransplant
 from .grad_agreement import GradAgreement
 from .grokfast import GrokfastEMA, GrokfastMA
@@ -19,5 +23,10 @@ from .gradient_noise import GradientNoise
 from .logit_temperature import LogitTemperature
 from .norm_clamp import NormClamp
 
-__all__ = ["ActivationBuffer", "ActivationTransplant", "GradAgreement", "GradientNoise", "GrokfastEMA", "GrokfastMA", "LogitTemperature",
-           "NormClamp", "Probe", "ProbeStencil", "offset_column", "stencil_pairs"]
+# The built-in plug-ins, registered by their `@register_plugin` names when this package is imported.
+BUILTIN_PLUGINS = (ActivationTransplant, GradAgreement, GradientNoise, GrokfastEMA, GrokfastMA, LogitTemperature,
+                   NormClamp, ProbeStencil)
+
+__all__ = ["BUILTIN_PLUGINS", "PLUGINS", "ActivationBuffer", "ActivationTransplant", "GradAgreement",
+           "GradientNoise", "GrokfastEMA", "GrokfastMA", "LogitTemperature", "NormClamp", "Plugin", "Probe",
+           "ProbeStencil", "build_plugins", "offset_column", "register_plugin", "stencil_pairs"]

@@ -1,4 +1,4 @@
-"""Transplant neurons' activations from a donor model during training (seed 000's Fourier transplant).
+"""Transplant neurons' activations from a donor model during training (the Grokking Dynamics write-up's Fourier transplant).
 
 For training steps `start <= step < stop`, the recipient's `blocks.{layer}.mlp.hook_post[..., neurons]` is
 replaced, in the training forward only, by the donor's activations on the same training inputs (the
@@ -15,6 +15,8 @@ safetensors; nothing about it is pickled or imported from the run layer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import torch
@@ -22,7 +24,10 @@ from safetensors.torch import load_file
 
 from ..config import ConfigError
 from ..model import Transformer
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 @register_plugin("activation_transplant")

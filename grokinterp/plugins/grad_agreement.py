@@ -1,6 +1,6 @@
-"""Half-batch gradient agreement recorded while training (seed 000).
+"""Half-batch gradient agreement recorded while training (the Grokking Dynamics write-up).
 
-Seed 000 counts the dips of the agreement during training and finds that their number predicts the
+The Grokking Dynamics write-up counts the dips of the agreement during training and finds that their number predicts the
 grokking gap, so the agreement has to be sampled densely, while the run trains, not only at checkpoints.
 Every `every` steps this plug-in computes, at the parameters theta_s of that row (before the update),
 `grokinterp.analysis.half_batch_agreement(model, train_tokens, train_labels, seed, step=s)`: the cosine
@@ -13,16 +13,21 @@ trainer's generator are not drawn from), the gradients are taken with `torch.aut
 left in `.grad`), and no hook or state is added. It costs about one extra training step every `every` steps.
 Count dips with `grokinterp.analysis.agreement_dips(metrics["step"], metrics["grad_agreement"])`.
 
->>> preset("quick", plugins={"grad_agreement": {"every": 10}})           # doctest: +SKIP
+    preset("quick", plugins={"grad_agreement": {"every": 10}})
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
-from ..analysis._gradients import AGREEMENT_SEED, half_batch_agreement
+from ..objective import AGREEMENT_SEED, half_batch_agreement
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 @register_plugin("grad_agreement")

@@ -1,4 +1,4 @@
-"""Injected gradient noise for D8d, the Arrhenius escape law (seed 002).
+"""Injected gradient noise for D8d, the Arrhenius escape law (the related-work papers).
 
 Ersoy, Wiesner 2026, "Noise-Driven Escape from Metastable Phases explains Grokking in Deep Neural Networks",
 arXiv:2606.17120: the memorizing solution is metastable and the grokking time follows an Arrhenius law
@@ -12,15 +12,20 @@ and the temperature is taken as D = lr * sigma^2 (metric column `gradient_noise/
 rescales the noise with the gradient's second moment, so D is a label for the sweep axis rather than a
 measured diffusion constant; the fit only needs it to be monotone in sigma at fixed lr.
 
->>> preset("fast", plugins={"gradient_noise": {"sigma": 0.01}})   # doctest: +SKIP
+    preset("fast", plugins={"gradient_noise": {"sigma": 0.01}})
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 @register_plugin("gradient_noise")

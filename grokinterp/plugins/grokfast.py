@@ -15,17 +15,22 @@ The filters read and write `p.grad` of the trained parameters (`trainer.params`)
 metric therefore describes the filtered gradient. Their state (the EMA, or the window as a stacked
 circular buffer with a count) is in `state_dict()`, so `--resume` continues bit-identically.
 
->>> from grokinterp.config import preset                                     # doctest: +SKIP
->>> preset("quick", plugins={"grokfast_ema": {"alpha": 0.98, "lamb": 2.0}})   # doctest: +SKIP
+    from grokinterp.config import preset
+    preset("quick", plugins={"grokfast_ema": {"alpha": 0.98, "lamb": 2.0}})
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 MA_FILTERS = ("mean", "median", "sum")
 

@@ -1,20 +1,23 @@
-"""A fixed logit temperature for D1's tau x weight-decay sweep (seed 002).
+"""A fixed logit temperature for the logit-scale signal's tau x weight-decay sweep (the related-work papers).
 
 Khanh 2026, arXiv:2606.18465, trains with logits z / tau and varies tau to separate the logit scale from
 the weight norm. This plug-in divides the training forward's logits by `tau` (a hook on
 `unembed.hook_out`), so the loss, the gradients and the train metrics see z / tau. The loop's test
 evaluation runs without plug-in hooks: `test_loss` is that of z (accuracies, argmax, are the same either
-way). D1 (`warn_logits`) reads tau from the run's config and applies it itself.
+way). the logit-scale signal (`warn_logits`) reads tau from the run's config and applies it itself.
 
->>> preset("fast", plugins={"logit_temperature": {"tau": 2.0}})   # doctest: +SKIP
+    preset("fast", plugins={"logit_temperature": {"tau": 2.0}})
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 @register_plugin("logit_temperature")

@@ -1,4 +1,4 @@
-"""The weight-norm clamp of D8b (seed 002): hold ||theta|| at rho * W_c throughout training.
+"""The weight-norm clamp of D8b (the related-work papers): hold ||theta|| at rho * W_c throughout training.
 
 Khanh, Viet, Trung, Duc 2026, "The Weight Norm Sets the Grokking Timescale: A Causal Delay Law",
 arXiv:2606.13753: clamping the norm of the weights and varying the clamp gives T_grok ~ exp(alpha rho)
@@ -14,10 +14,12 @@ arXiv:2606.13753: clamping the norm of the weights and varying the clamp gives T
 Use it with `optim.weight_decay=0` (decay and clamp fight each other otherwise). Metric column
 `norm_clamp/scale`: the factor the last step's rescaling applied. W_c is saved with the optimizer state.
 
->>> preset("fast", optim__weight_decay=0.0, plugins={"norm_clamp": {"rho": 1.5}})   # doctest: +SKIP
+    preset("fast", optim__weight_decay=0.0, plugins={"norm_clamp": {"rho": 1.5}})
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import math
 
@@ -25,7 +27,10 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 @register_plugin("norm_clamp")

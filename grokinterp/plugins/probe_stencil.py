@@ -1,4 +1,4 @@
-"""The probe stencil of seed 001 ("Grokking as manifold selection under constraint"): a temporal probe regularizer.
+"""The probe stencil of the probe-stencil write-up ("Grokking as manifold selection under constraint"): a temporal probe regularizer.
 
 An auxiliary probe f (MLP d_model -> `hidden` (64) -> ReLU -> d_mlp, its own Adam) predicts the MLP's hidden
 activations from the MLP's input, at the last position over the training set, across epochs. With
@@ -30,10 +30,12 @@ Metric columns: `probe/loss_k-1`, `probe/loss_k0`, `probe/loss_k+1` (L_k of phas
 update, NaN where the offset is unavailable), `probe/reg` (R) and `probe/fit_loss` (phase 1's mean_k L_k
 before the probe's update).
 
->>> preset("nanda", plugins={"probe_stencil": {"offsets": [-1, 0, 1]}})   # doctest: +SKIP
+    preset("nanda", plugins={"probe_stencil": {"offsets": [-1, 0, 1]}})
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import math
 
@@ -43,7 +45,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from ..config import ConfigError
-from ..train import Plugin, Trainer, register_plugin
+from ._base import Plugin, register_plugin
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 
 def offset_column(k: int) -> str:
@@ -111,29 +116,35 @@ def stencil_pairs(offsets: list[int], step: int, x: Tensor, y: Tensor,
 
 @register_plugin("probe_stencil")
 class ProbeStencil(Plugin):
-    """Seed 001's probe-stencil regularizer (module docstring).
+    """The probe-stencil write-up's probe-stencil regularizer (module docstring).
 
     Args:
-        offsets: the stencil, distinct integers (seed 001: any subset of [-1, 0, 1]).
-        lamb: weight of the regularizer (seed 001: 0.1).
+        offsets: the stencil, distinct integers (the probe-stencil write-up: any subset of [-1, 0, 1]).
+        lamb: weight of the regularizer (the probe-stencil write-up: 0.1).
         lr: the probe's Adam learning rate.
-        hidden: the probe's hidden width (seed 001: 64).
+        hidden: the probe's hidden width (the probe-stencil write-up: 64).
         layer: whose MLP is probed.
         probe_steps: probe updates per epoch in phase 1.
-        fresh_forward: phase 1 runs its own forward (seed 001); False reuses the training forward's activations.
+        fresh_forward: phase 1 runs its own forward (the probe-stencil write-up); False reuses the training forward's activations.
+        reduction: how L_k averages the squared error: "mean" over examples and units (default), or "sum" over
+            the units and mean over examples, the squared norm ‖f(mlp_in) − mlp_hidden‖² per example as the
+            write-up's formula reads (d_mlp times larger, so the same lamb weighs it d_mlp times more).
     """
 
     def __init__(self, offsets: list[int] = (-1, 0, 1), lamb: float = 0.1, lr: float = 1e-3, hidden: int = 64,
-                 layer: int = 0, probe_steps: int = 1, fresh_forward: bool = True):
+                 layer: int = 0, probe_steps: int = 1, fresh_forward: bool = True, reduction: str = "mean"):
         offsets = list(offsets)
         integers = all(isinstance(k, int) and not isinstance(k, bool) for k in offsets)
         if not offsets or not integers or len(set(offsets)) != len(offsets):
             raise ConfigError(f"plugins.probe_stencil.offsets={offsets!r} must be a non-empty list of distinct "
                               "integers, e.g. [-1, 0, 1]")
         if lamb < 0:
-            raise ConfigError(f"plugins.probe_stencil.lamb={lamb!r} must be >= 0 (seed 001 uses 0.1)")
+            raise ConfigError(f"plugins.probe_stencil.lamb={lamb!r} must be >= 0 (the probe-stencil write-up uses 0.1)")
         if lr <= 0:
             raise ConfigError(f"plugins.probe_stencil.lr={lr!r} must be > 0")
+        if reduction not in ("mean", "sum"):
+            raise ConfigError(f"plugins.probe_stencil.reduction={reduction!r} must be \"mean\" or \"sum\"")
+        self.reduction = reduction
         for key, value in (("hidden", hidden), ("probe_steps", probe_steps)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"plugins.probe_stencil.{key}={value!r} must be a positive integer")
@@ -179,6 +190,8 @@ class ProbeStencil(Plugin):
         for x, _ in pairs.values():
             if id(x) not in predictions:
                 predictions[id(x)] = self.probe(x)
+        if self.reduction == "sum":
+            return {k: (predictions[id(x)] - y).pow(2).sum(-1).mean() for k, (x, y) in pairs.items()}
         return {k: F.mse_loss(predictions[id(x)], y) for k, (x, y) in pairs.items()}
 
     # ----- phase 1: the probe learns, the model is frozen -----

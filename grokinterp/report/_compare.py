@@ -23,7 +23,8 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 
-from ..analysis import ReplayResult, get_analysis, key_frequencies, replay
+from ..analysis import ReplayResult, get_analysis, replay
+from ..analysis.fourier import key_frequencies
 from ..runs import Run, atomic_write_bytes, list_steps
 from ._figures import _layout
 from ._html import _fmt, _package_version, offline_page

@@ -1,6 +1,6 @@
-"""Report figures of curvature and gradient geometry (seed 000), one registered report section.
+"""Report figures of curvature and gradient geometry (the Grokking Dynamics write-up), one registered report section.
 
-- top Hessian eigenvalues over checkpoints, log y, with the memorization and grokking markers (seed 000:
+- top Hessian eigenvalues over checkpoints, log y, with the memorization and grokking markers (the Grokking Dynamics write-up:
   a 20x spike during memorization, then a decline before grokking);
 - Hutchinson trace with its standard error;
 - Adam-preconditioned sharpness against the adaptive edge-of-stability threshold (Cohen et al. 2022);
@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ..analysis import AgreementDips, ReplayResult, agreement_dips
+from ..analysis import ReplayResult
+from ..analysis.curvature import AgreementDips, agreement_dips
 from ..runs import Run
 from ._figures import _layout, _line, add_milestones, register_figures
 

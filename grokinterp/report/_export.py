@@ -7,8 +7,8 @@ Two backends, chosen in this order by `backend="auto"`:
   turned into images by `Plotly.toImage`, all figures of one call in one browser start.
 With neither, `ExportError` says what to install.
 
->>> export_figure(loss_curves(run), "figures/loss.svg")                       # doctest: +SKIP
->>> export_run_figures("checkpoints/quick", "figures", "png")                 # doctest: +SKIP
+    export_figure(loss_curves(run), "figures/loss.svg")
+    export_run_figures("checkpoints/quick", "figures", "png")
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import plotly.graph_objects as go
 
-from ..analysis import NEURON_FRAC_THRESHOLD, ReplayResult
+from ..analysis import ReplayResult
+from ..analysis.fourier import NEURON_FRAC_THRESHOLD
 from ..runs import Run
 
 HEIGHT = 420

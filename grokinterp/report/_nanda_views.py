@@ -16,7 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..analysis import NandaViews, ReplayResult, basis_names, key_frequencies, nanda_views
+from ..analysis import ReplayResult
+from ..analysis.fourier import NandaViews, basis_names, key_frequencies, nanda_views
 from ..runs import Run
 from ._figures import COLORS, HEIGHT, _layout, _line, add_milestones, key_frequencies_of, register_figures
 

@@ -1,5 +1,5 @@
-"""The report's "Early warning" section (seed 002): every warning signal on one shared step axis under the
-accuracy, with the memorization and grokking steps marked; D2's detrending and indicators; D7's path.
+"""The report's "Early warning" section (the related-work papers): every warning signal on one shared step axis under the
+accuracy, with the memorization and grokking steps marked; the Fiedler-value signal's detrending and indicators; the GMM-bifurcation signal's path.
 
 Registered with `register_figures`: it appears when the replay holds every analysis of `WARNING_ANALYSES`
 (`grokinterp analyze RUN --analyses spectra,progress,warning`).
@@ -12,7 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..analysis import WARNING_ANALYSES, ReplayResult, WarningDiagnostics, warning_diagnostics
+from ..analysis import ReplayResult
+from ..analysis.warning import WARNING_ANALYSES, WarningDiagnostics, warning_diagnostics
 from ..runs import Run
 from ._figures import COLORS, MARKERS, _layout, _line, register_figures
 
@@ -50,7 +51,7 @@ def _mark_milestones(fig: go.Figure, d: WarningDiagnostics, rows: int) -> None:
 
 
 def warning_signals_figure(d: WarningDiagnostics) -> go.Figure:
-    """Every signal (D1-D7 per checkpoint, D9's ||theta|| per step) in stacked rows sharing the step axis."""
+    """Every signal (the per-checkpoint signals per checkpoint, the weight-norm signal's ||theta|| per step) in stacked rows sharing the step axis."""
     titles = [p[0] for p in _PANELS] + ["D9 ||θ||"]
     fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.012, subplot_titles=titles)
     for row, (_, traces, log_y) in enumerate(_PANELS, start=1):
@@ -70,7 +71,7 @@ def warning_signals_figure(d: WarningDiagnostics) -> go.Figure:
 
 
 def fiedler_csd_figure(d: WarningDiagnostics) -> go.Figure:
-    """D2: normalized lambda_2 with its kernel trend on [T_mem, T_grok), then the residual's rolling AR1 and
+    """The Fiedler-value signal: normalized lambda_2 with its kernel trend on [T_mem, T_grok), then the residual's rolling AR1 and
     variance there (Dakos et al. 2012), and the paper's raw rolling AR1 over the whole run."""
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=["normalized λ2 and trend", "AR1", "variance of the residual"])
@@ -90,7 +91,7 @@ def fiedler_csd_figure(d: WarningDiagnostics) -> go.Figure:
 
 
 def bifurcation_path_figure(d: WarningDiagnostics) -> go.Figure:
-    """D7: the path (log beta/beta_c, log NC1) over checkpoints, coloured by step (layer mean)."""
+    """The GMM-bifurcation signal: the path (log beta/beta_c, log NC1) over checkpoints, coloured by step (layer mean)."""
     ratio, nc = _values(d, "beta_ratio"), _values(d, "nc1")
     fig = go.Figure(go.Scatter(x=ratio, y=nc, mode="lines+markers", name="checkpoints",
                                line=dict(color="#c7c7c7", simplify=False),
@@ -111,7 +112,7 @@ def warning_section(run: Run, result: ReplayResult | None) -> dict[str, go.Figur
 
 
 register_figures(warning_section, {
-    "warning_signals": "Early warning: every signal on one step axis (seed 002)",
+    "warning_signals": "Early warning: every signal on one step axis (related work on early warning)",
     "warning_csd": "Early warning: critical slowing down of the Fiedler value (D2)",
     "warning_bifurcation": "Early warning: the β/β_c bifurcation path (D7)",
 })

@@ -1,4 +1,4 @@
-"""Gap prediction across a sweep's seeds: agreement dips vs the grokking gap (seed 000: r = 0.896, n = 30).
+"""Gap prediction across a sweep's seeds: agreement dips vs the grokking gap (the Grokking Dynamics write-up: r = 0.896, n = 30).
 
 Each grokked run of the sweep must have recorded the half-batch gradient agreement while training (the
 `grad_agreement` plug-in, metric column `grad_agreement`). Its dips are counted with
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ..analysis._gradients import DIP_MIN_SEPARATION, DIP_THRESHOLD, DIP_WINDOW, agreement_dips
+
+from ..analysis.curvature import DIP_MIN_SEPARATION, DIP_THRESHOLD, DIP_WINDOW, agreement_dips
 from ..runs import read_metrics_columns
 from ..stats import Correlation, partial_correlation, pearson_with_ci  # noqa: F401  (re-exported)
 from ._aggregate import collect

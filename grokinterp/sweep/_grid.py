@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PRESETS, ConfigError, RunConfig, apply_overrides, parse_literal, preset
+from ..runs import FINAL_STATUSES
 
 SWEEP_FILE = "sweep.json"
 SEP = "__"  # between the key=value parts of a run name
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._+-]+$")
-FINAL_STATUSES = ("grokked", "memorized", "not_learned", "diverged")
 
 
 @dataclass(frozen=True)

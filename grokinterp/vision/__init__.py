@@ -1,4 +1,4 @@
-"""The vision control of seed 000: a tiny ViT (about 0.8M parameters) on 5,000 CIFAR-10 images.
+"""The vision control of the Grokking Dynamics write-up: a tiny ViT (about 0.8M parameters) on 5,000 CIFAR-10 images.
 
 CIFAR-10 is read from its binary files (no pickle) at a path you give; nothing is downloaded.
 

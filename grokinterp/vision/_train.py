@@ -23,17 +23,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..runs import RunError, RunLock, atomic_write_json, save_tensors, step_filename, versions, write_metrics_csv
+from ..runs import FINAL_STATUSES, Milestones, RunError, RunWriter, summarize
 from ._cifar import read_cifar10
 from ._vit import TinyViT, ViTConfig
-
-ACC_THRESHOLD = 0.99
-FINAL_STATUSES = ("grokked", "memorized", "not_learned", "diverged")
 
 
 @dataclass(frozen=True)
 class VisionRunConfig:
-    """The vision control: seed 000's 0.8M-parameter ViT on 5,000 CIFAR-10 images, AdamW as for arithmetic."""
+    """The vision control: The Grokking Dynamics write-up's 0.8M-parameter ViT on 5,000 CIFAR-10 images, AdamW as for arithmetic."""
 
     vit: ViTConfig = field(default_factory=ViTConfig)
     n_train: int = 5000  # a random subset of the 50,000 training images
@@ -91,18 +88,15 @@ def _evaluate(model: TinyViT, x: torch.Tensor, y: torch.Tensor, chunk: int = 100
 
 
 def _summary(rows: list[dict], wall: float, diverged: int | None) -> dict:
+    """summary.json (`runs.summarize`) from the evaluated steps; no stable grokking step for vision runs."""
     evals = [r for r in rows if not math.isnan(r["test_acc"])]
-    mem = next((r["step"] for r in evals if r["train_acc"] >= ACC_THRESHOLD), None)
-    grok = next((r["step"] for r in evals if r["train_acc"] >= ACC_THRESHOLD and r["test_acc"] >= ACC_THRESHOLD), None)
-    status = "diverged" if diverged is not None else "grokked" if grok is not None else "memorized" if mem is not None else "not_learned"
-    at_mem = [r["test_acc"] for r in evals if mem is not None and r["step"] <= mem]
-    last = evals[-1] if evals else {}
-    return {"status": status, "memorization_step": mem, "grokking_step": grok,
-            "gap": None if grok is None or mem is None else grok - mem, "stable_grokking_step": None,
-            "generalizes_without_memorizing": bool(at_mem[-1] >= 0.5) if at_mem else None,
-            "diverged_step": diverged, "final_step": rows[-1]["step"] if rows else 0,
-            "final_train_acc": last.get("train_acc"), "final_test_acc": last.get("test_acc"),
-            "wall_time_s": round(wall, 3), "steps_per_s": round(len(rows) / wall, 2) if wall > 0 else None}
+    milestones = Milestones(diverged_step=diverged)
+    for r in evals:
+        milestones.update(r["step"], r["train_acc"], r["test_acc"])
+    summary = summarize(milestones, evals, final_step=rows[-1]["step"] if rows else 0, wall_time_s=wall,
+                        steps_run=len(rows))
+    summary["stable_grokking_step"] = None
+    return summary
 
 
 def train_vision(config: VisionRunConfig, data_dir: str | Path, out: str | Path, progress: bool = True) -> Path:
@@ -114,15 +108,14 @@ def train_vision(config: VisionRunConfig, data_dir: str | Path, out: str | Path,
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     data = load_vision_data(data_dir, config)  # a missing data set fails before anything is written
-    with RunLock(out):
-        if (out / "config.json").is_file():
+    with RunWriter(out) as writer:
+        if writer.existed:
             summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
             if summary.get("status") in FINAL_STATUSES:
                 return out
             raise RunError(f"{out} holds an unfinished vision run (vision runs do not resume); delete it to retrain")
-        atomic_write_json(out / "config.json", {"config": {**config.to_dict(), "data_dir": str(data_dir)},
-                                                "versions": versions()})
-        atomic_write_json(out / "summary.json", {"status": "running", "final_step": 0})
+        writer.write_config({**config.to_dict(), "data_dir": str(data_dir)}, sort_keys=True)
+        writer.write_summary({"status": "running", "final_step": 0})
         device = torch.device(config.device)
         data = {k: v.to(device) for k, v in data.items()}
         model = TinyViT(config.vit).to(device)
@@ -147,7 +140,7 @@ def train_vision(config: VisionRunConfig, data_dir: str | Path, out: str | Path,
                 row["weight_norm_sq"] = sum(p.pow(2).sum().item() for p in model.parameters())
             row["lr"] = config.lr
             if step % config.ckpt_every == 0 or step == config.steps:
-                save_tensors(out / "ckpt" / step_filename(step), model.state_dict())
+                writer.write_checkpoint(step, model.state_dict())
             if step == config.steps:
                 rows.append(row)
                 break
@@ -167,6 +160,6 @@ def train_vision(config: VisionRunConfig, data_dir: str | Path, out: str | Path,
             loss.backward()
             optimizer.step()
         bar.close()
-        write_metrics_csv(out / "metrics.csv", rows)
-        atomic_write_json(out / "summary.json", _summary(rows, time.perf_counter() - start, diverged))
+        writer.write_metrics(rows)
+        writer.write_summary(_summary(rows, time.perf_counter() - start, diverged))
     return out

@@ -1,6 +1,6 @@
 """A tiny Vision Transformer (about 0.8M parameters) with TransformerLens hook points.
 
-Seed 000's control: a 0.8M-parameter ViT on 5,000 CIFAR-10 images shows neither grokking nor oscillation.
+The Grokking Dynamics write-up's control: a 0.8M-parameter ViT on 5,000 CIFAR-10 images shows neither grokking nor oscillation.
 Pre-LayerNorm blocks with TL-style names and shapes (`blocks.0.attn.W_Q` is [n_heads, d_model, d_head],
 `blocks.0.mlp.hook_post` is [batch, pos, d_mlp]); position 0 is a learned class token, positions
 1..n_patches the 4x4 patches in row-major order. Attention is bidirectional.
@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from ..model import LayerNorm
+from ..config import ModelConfig
+from ..model import MLP, LayerNorm
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class ViTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def block_config(self) -> ModelConfig:
+        """The arithmetic model's config for the parts the ViT shares with it (LayerNorm, the GELU MLP)."""
+        return ModelConfig(n_layers=self.n_layers, d_model=self.d_model, n_heads=self.n_heads, d_head=self.d_head,
+                           d_mlp=self.d_mlp, act_fn="gelu", normalization_type="LN")
 
 
 class PatchEmbed(nn.Module):
@@ -104,28 +110,13 @@ class Attention(nn.Module):
         return einops.einsum(z, self.W_O, "batch pos n_heads d_head, n_heads d_head d_model -> batch pos d_model") + self.b_O
 
 
-class MLP(nn.Module):
-    def __init__(self, cfg: ViTConfig):
-        super().__init__()
-        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
-        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
-        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
-        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
-        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
-        self.hook_post = HookPoint()  # [batch, pos, d_mlp]
-
-    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
-        post = self.hook_post(F.gelu(self.hook_pre(x @ self.W_in + self.b_in)))
-        return post @ self.W_out + self.b_out
-
-
 class Block(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.ln1 = LayerNorm(cfg.d_model)
         self.attn = Attention(cfg)
         self.ln2 = LayerNorm(cfg.d_model)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg.block_config())  # the arithmetic model's MLP: same names, hooks and GELU
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]

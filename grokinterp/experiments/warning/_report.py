@@ -1,0 +1,171 @@
+"""The alarm benchmark's outputs: one Markdown table (docs/reproductions/warn.md) and one SVG figure
+(lead time per diagnostic across seeds), written atomically; `lead_time_figure` is the plotly version.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ...report import lead_time_strip_figure, lead_time_strip_svg
+from ...runs import atomic_write_bytes
+from ._delay_laws import LawFit
+from ._signals import ALARM_RULES
+from ._sweep import WarnResult, law_summary
+
+
+def _num(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def _step(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else str(int(round(x)))
+
+
+def _cell(text: str) -> str:
+    """Table-cell text: a literal | would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
+def alarm_table(result: WarnResult) -> str:
+    """The Markdown table: one row per alarm rule."""
+    head = ("| diagnostic | alarm signal (fires when above θ) | fired before grokking | median lead (steps) "
+            "| lead IQR | false alarms on controls (LOO) | AUROC | θ |\n|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for rule in ALARM_RULES:
+        s = result.stats[rule.name]
+        iqr = f"{_step(s.lead_quantile(0.25))}–{_step(s.lead_quantile(0.75))}" if s.leads else "—"
+        rows.append(f"| {_cell(rule.name)} | {_cell(rule.description)} | {s.n_fired}/{s.n_grokking} | {_step(s.median_lead)} "
+                    f"| {iqr} | {s.n_false_alarms}/{s.n_controls} | {_num(s.auroc, 2)} | {_num(s.threshold)} |")
+    return head + "\n".join(rows) + "\n"
+
+
+def _runs_table(result: WarnResult) -> str:
+    lines = ["| run | role | status | T_mem | T_grok | step of the ‖θ‖ peak | D6 paper detector (s > 0.04) fires at |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result.runs:
+        lines.append(f"| {_cell(r.name)} | {r.role} | {r.status} | {_step(r.memorization_step)} | {_step(r.grokking_step)} "
+                     f"| {_step(r.facts.get('norm_peak_step'))} | {_step(r.facts.get('lockin_fire_step_paper'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _csd_table(result: WarnResult) -> str:
+    keys = sorted({k for r in result.runs for k in r.facts if k.startswith("csd_tau/")})
+    lines = ["| series / indicator | median τ, grokking runs | τ > 0 (grokking) | median τ, controls | τ > 0 (controls) |",
+             "|---|---|---|---|---|"]
+    for key in keys:
+        cells = []
+        for role in ("grokking", "control"):
+            vals = np.array([r.facts.get(key, math.nan) for r in result.of_role(role)], dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            cells += [_num(float(np.median(vals))) if len(vals) else "—", f"{int((vals > 0).sum())}/{len(vals)}"]
+        lines.append(f"| {key.removeprefix('csd_tau/')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _d9_line(result: WarnResult) -> str:
+    grok = result.of_role("grokking")
+    leads = np.array([r.facts.get("norm_peak_lead", math.nan) for r in grok], dtype=np.float64)
+    r2 = np.array([r.facts.get("tanh_r2", math.nan) for r in grok], dtype=np.float64)
+    leads, r2 = leads[np.isfinite(leads)], r2[np.isfinite(r2)]
+    if not len(leads):
+        return "D9: no grokking run has a weight-norm series.\n"
+    return (f"D9 (Khanh 2026, paper: the norm peaks first in 92% of 111 runs; tanh R² 0.93): ‖θ‖ peaked before the "
+            f"grokking step in {int((leads > 0).sum())}/{len(leads)} grokking runs, median T_grok − argmax ‖θ‖ = "
+            f"{_num(float(np.median(leads)))} steps; tanh-kink fit of test accuracy, median R² = "
+            f"{_num(float(np.median(r2)) if len(r2) else math.nan)}.\n")
+
+
+def _delay_law_lines(result: WarnResult) -> str:
+    titles = {"first_passage": "D8a first passage (κ median, V* geometric mean; paper MAPE 17.7%)",
+              "norm_clamp": "D8b norm clamp T_grok = A exp(α ρ) (paper α ≈ 7.5, MLP)",
+              "weight_decay_power": "D8c weight-decay power law T_grok = A λ^(−ν) (paper ν = 0.757)",
+              "arrhenius": "D8d Arrhenius gap = A exp(ΔE / D), D = lr σ²"}
+    lines = []
+    for key, title in titles.items():
+        fit = result.delay_laws.get(key)
+        if isinstance(fit, LawFit):
+            lines.append(f"- {title}: {law_summary(fit)}")
+        elif isinstance(fit, dict):
+            lines.append(f"- {title}: not fitted ({fit.get('error')})")
+    pred = result.delay_laws.get("first_passage_prediction")
+    if isinstance(pred, dict):
+        lines.append(f"- D8a prediction of the gap ({pred['scheme']}): MAPE {_num(100 * pred['mape'])}% "
+                     f"over {pred['n_predicted']} runs")
+    mediation = result.delay_laws.get("logit_scale_mediation")
+    if isinstance(mediation, dict):
+        lines.append(f"- D1 across grokking runs (n = {int(mediation['n'])}): R² of ln(gap) on ln s_eff(T_mem) = "
+                     f"{_num(mediation['r2_s_eff'])}, on ln ‖θ‖(T_mem) = {_num(mediation['r2_weight_norm'])} "
+                     "(paper: the logit scale explains the delay, the norm adds 1-2%)")
+    if not lines:
+        lines.append("- no grokking run with weight decay had T_mem < T_grok; nothing to fit")
+    missing = [t for k, t in titles.items() if k not in result.delay_laws]
+    if missing:
+        lines.append("- not fitted, the sweep does not vary what they need: " + "; ".join(missing))
+    return "\n".join(lines) + "\n"
+
+
+def write_warn_markdown(result: WarnResult, out: Path, figure: Path, command: str = "") -> Path:
+    """Write the benchmark's Markdown page (atomically): the table, the figure's link, per-run facts, the delay laws."""
+    out, figure = Path(out), Path(figure)
+    counts = {role: len(result.of_role(role)) for role in ("grokking", "control", "control_grokked", "not_grokked")}
+    rel = os.path.relpath(figure, out.parent)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"""# Early warning of grokking: alarm benchmark (related work on early warning)
+
+Written by `{command or 'grokinterp warn'}` on {when} ({result.wall_time_s:.0f} s).
+Runs from {', '.join(str(s) for s in result.sources)}; controls: {', '.join(result.controls)}.
+Scored: {counts['grokking']} grokking runs; calibration: {counts['control']} controls that never grokked
+(left out: {counts['control_grokked']} controls that grokked, {counts['not_grokked']} other runs that did not grok).
+
+Each rule's threshold θ is set on the controls only: the largest level any control reaches after its
+memorization step, so no calibration control alarms. A grokking run is scored on [T_mem, T_grok):
+fired = an alarm inside it, lead = T_grok − alarm step. False alarms: each control scored against θ from the
+other controls (leave-one-out; about 1/n is expected by chance with this rule). AUROC: grokking runs
+against controls by the largest level in their windows (threshold-free). Definitions and the papers:
+`grokinterp/analysis/warning/` (one module per signal) and `grokinterp/experiments/warning/_signals.py`.
+
+{alarm_table(result)}
+![lead time per diagnostic across seeds]({rel})
+
+Figure: `{figure}`: lead time (T_grok − alarm step) of every grokking run where the rule fired, per rule.
+
+## D2: Kendall τ on [T_mem, T_grok) (Dakos et al. 2012 indicators; paper target τ > 0 in ≥ 8/10 seeds, not controls)
+
+{_csd_table(result)}
+## D9 and D8
+
+{_d9_line(result)}
+{_delay_law_lines(result)}
+## Runs
+
+{_runs_table(result)}"""
+    atomic_write_bytes(out, text.encode("utf-8"))
+    return out
+
+
+def _lead_rows(result: WarnResult) -> list[tuple[str, list[float], int, int]]:
+    return [(rule.name, result.stats[rule.name].leads, result.stats[rule.name].n_fired,
+             result.stats[rule.name].n_grokking) for rule in ALARM_RULES]
+
+
+def lead_time_svg(result: WarnResult, width: int = 860) -> str:
+    """The benchmark's lead-time strip plot as a self-contained SVG (`report.lead_time_strip_svg`)."""
+    return lead_time_strip_svg(_lead_rows(result), width)
+
+
+def write_lead_time_svg(result: WarnResult, path: Path) -> Path:
+    atomic_write_bytes(Path(path), lead_time_svg(result).encode("utf-8"))
+    return Path(path)
+
+
+def lead_time_figure(result: WarnResult) -> go.Figure:
+    """The same strip plot as a plotly figure, for notebooks (`report.lead_time_strip_figure`)."""
+    return lead_time_strip_figure(_lead_rows(result))

@@ -1,0 +1,64 @@
+"""`grokinterp warn`: the early-warning alarm benchmark of a sweep, written as one Markdown page and one figure.
+
+    grokinterp warn checkpoints/sweep_warn --controls optim.weight_decay=0 --out docs/reproductions/warn.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ...config import ConfigError
+
+EXAMPLE = ("examples:\n  grokinterp warn checkpoints/sweep_warn --out docs/reproductions/warn.md\n"
+           "  grokinterp warn checkpoints/sweep_wd1 --controls checkpoints/sweep_wd0 --workers 2\n"
+           "  grokinterp warn checkpoints/sweep_warn --controls optim.weight_decay=0 --controls task.op=add\n"
+           "controls: KEY=VALUE filters on each run's resolved config (all must match; default "
+           "optim.weight_decay=0), or directories whose runs are all controls.")
+
+
+def add_warn_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the `warn` subcommand to the main parser's subparsers; returns it."""
+    p = subparsers.add_parser(
+        "warn", help="benchmark the early-warning diagnostics of a sweep (alarm lead times, false alarms, AUROC)",
+        description="Replay the early-warning diagnostics (the related-work papers' signals) over every finished run of the sweep "
+                    "directories (cached in each run), set each alarm's threshold on the control runs that never "
+                    "grokked, and write the benchmark table and a lead-time figure.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP_DIR", help="sweep (or run) directories")
+    p.add_argument("--controls", action="append", metavar="KEY=VALUE|DIR",
+                   help="which runs are controls (repeatable; default optim.weight_decay=0)")
+    p.add_argument("--out", type=Path, default=Path("docs/reproductions/warn.md"),
+                   help="Markdown page to write (default docs/reproductions/warn.md)")
+    p.add_argument("--figure", type=Path, help="SVG figure to write (default: <out stem>_lead_times.svg beside --out)")
+    p.add_argument("--workers", type=int, default=1, help="replay worker processes per run (default 1)")
+    p.add_argument("--stride", type=int, default=1,
+                   help="replay every k-th checkpoint (default 1; D3's and D6's windows count replayed checkpoints)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def run_warn_command(args, argv: list[str] | None = None) -> int:
+    """Carry out `grokinterp warn`; returns 0 (ConfigError: the caller exits 2)."""
+    from ._report import write_lead_time_svg, write_warn_markdown
+    from ._sweep import DEFAULT_CONTROLS, warn_sweep
+
+    if args.workers < 1 or args.stride < 1:
+        raise ConfigError("--workers and --stride must be >= 1")
+    if args.out.suffix != ".md":
+        raise ConfigError(f"--out {args.out} must name a Markdown file (.md)")
+    figure = args.figure or args.out.with_name(args.out.stem + "_lead_times.svg")
+    if figure.suffix != ".svg":
+        raise ConfigError(f"--figure {figure} must name an SVG file (.svg)")
+    missing = [str(s) for s in args.sweeps if not s.is_dir()]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} does not exist; run `grokinterp sweep ... --out DIR` first")
+    result = warn_sweep(args.sweeps, controls=args.controls or list(DEFAULT_CONTROLS), workers=args.workers,
+                        stride=args.stride, progress=not args.no_progress)
+    command = "grokinterp " + shlex.join(argv) if argv is not None else "grokinterp warn"
+    write_lead_time_svg(result, figure)
+    path = write_warn_markdown(result, args.out, figure, command)
+    print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
+    return 0
