@@ -190,6 +190,8 @@ def launch(browser, name: str, overrides: str, arm: str = "none", offsets: tuple
 
 
 def test_page_lists_the_runs(browser, lab):
+    from selenium.webdriver.common.by import By
+
     url, root = lab
     started = time.perf_counter()
     open_page(browser, url)
@@ -203,6 +205,13 @@ def test_page_lists_the_runs(browser, lab):
     assert int(cells["step"]) == summary["final_step"]
     wait_for(lambda: graph_traces(browser, "runs-acc"), 30, "the latest run's curves")
     print(f"\npage load to a filled runs table: {load_s:.2f} s")
+    # the Wavetable opens on the run written last (after `make train`, the quick run), at its last checkpoint
+    latest = max(("tiny", "sweep/tiny_copy", "hand", HOSTILE), key=lambda n: (root / n / "metrics.csv").stat().st_mtime)
+    browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Wavetable']").click()
+    n = len(Run(root / latest).steps)
+    wait_for(lambda: f"({n} of {n} checkpoints)" in browser.find_element(By.ID, "wt-step-label").text, 60,
+             "the latest run's wavetable")
+    assert browser.find_element(By.CSS_SELECTOR, "#wt-run").text.strip() == latest
 
 
 def test_names_are_shown_as_text(browser, lab):

@@ -256,15 +256,18 @@ def _require_token(server, token: str) -> None:
 
 def _callbacks(app: Dash, lab: Lab) -> None:
     @app.callback(Output("runs-table", "children"), Output("runs-rows", "data"), Output("runs-select", "options"),
-                  Output("wt-run", "options"), Output("cmp-runs", "options"),
-                  Input("tick", "n_intervals"), State("wt-run", "options"), State("runs-rows", "data"))
-    def refresh(_, shown, old_rows):
+                  Output("wt-run", "options"), Output("cmp-runs", "options"), Output("wt-run", "value"),
+                  Input("tick", "n_intervals"), State("wt-run", "options"), State("runs-rows", "data"),
+                  State("wt-run", "value"))
+    def refresh(_, shown, old_rows, wt_run):
         rows = lab.table()
         names = [r["run"] for r in rows]
         options = no_update if names == shown else names
+        # on the page's first refresh the Wavetable gets the latest run (after `make train`: checkpoints/quick)
+        wt_value = (lab.latest() or [None])[0] if not shown and wt_run is None and names else no_update
         if rows == old_rows:
-            return no_update, no_update, options, options, options
-        return runs_table(rows), rows, options, options, options
+            return no_update, no_update, options, options, options, wt_value
+        return runs_table(rows), rows, options, options, options, wt_value
 
     @app.callback(Output("runs-acc", "figure"), Output("runs-loss", "figure"), Output("runs-sig", "data"),
                   Input("runs-rows", "data"), Input("runs-select", "value"), State("runs-sig", "data"))
