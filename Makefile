@@ -55,14 +55,18 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
-# The related-work papers' alarm benchmark: the sweep in docs/reproductions/warn_sweep.json (10 grokking seeds of the `fast`
-# preset at wd 1; 10 controls at wd 0, 1,500 steps; a checkpoint every 10 steps so the DMD signal's 20-checkpoint window
-# and the lock-in signal's 45 checkpoints fit before grokking), then every diagnostic's alarm -> docs/reproductions/warn.md.
+# The related-work papers' alarm benchmark: 20 grokking seeds of the `fast` preset at wd 1
+# (docs/reproductions/warn_sweep.json) scored against two control groups (docs/reproductions/warn_controls.json,
+# 12 seeds each, 1,500 steps): wd 0 (the old controls: they differ in weight decay, which alone moves the weight
+# norm and logit scale) and the random-table task at wd 1 (matched: memorizable, never generalizable). A checkpoint
+# every 10 steps so the DMD signal's 20-checkpoint window and the lock-in signal's 45 checkpoints fit before grokking.
 WARN_SWEEP ?= checkpoints/repro_warn
 repro-warn: $(STAMP)
+	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_controls.json --out $(WARN_SWEEP)_controls --workers 2 --no-curves
 	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_sweep.json --out $(WARN_SWEEP) --workers 2 --no-curves
-	$(BIN)/grokinterp warn $(WARN_SWEEP) --controls optim.weight_decay=0 --workers 2 \
-		--out docs/reproductions/warn.md $(ARGS)
+	$(BIN)/grokinterp warn $(WARN_SWEEP) $(WARN_SWEEP)_controls --controls optim.weight_decay=0 \
+		--matched-controls task.op=random --workers 2 --out docs/reproductions/warn.md \
+		--data-dir docs/reproductions/data/warn $(ARGS)
 
 # The source documents' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
 repro-%: $(STAMP)
