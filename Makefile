@@ -11,11 +11,12 @@ export OMP_NUM_THREADS ?= 2
 # Passive OpenMP waiting: spinning threads collapse 2-thread training when anything else runs (bench/bench_omp.py).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv train train-nanda analyze test test-slow bench clean help repro-warn claims
+.PHONY: venv train train-nanda analyze serve test test-slow bench clean help repro-warn claims
 
 help:
 	@echo "make train      train the quick preset into $(RUN) (resumes if interrupted)"
 	@echo "make analyze    replay $(RUN) and write $(RUN)/report.html"
+	@echo "make serve      the live lab on http://127.0.0.1:8050 over $(RUNS_DIR) (installs the [app] extra)"
 	@echo "make test       run the test suite (slow reproductions excluded)"
 	@echo "make test-slow  run only the slow reproductions"
 	@echo "make bench      speed benchmarks against the TL 3.9 reference"
@@ -40,6 +41,13 @@ train-nanda: $(STAMP)
 
 analyze: $(STAMP)
 	$(BIN)/grokinterp analyze $(RUN) $(ARGS)
+
+# The live lab (grokinterp.app): Dash is an optional extra, installed here on first use.
+RUNS_DIR ?= checkpoints
+serve: $(STAMP)
+	@$(BIN)/python -c "import dash" 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e '.[$(EXTRAS),app]'
+	@mkdir -p $(RUNS_DIR)
+	$(BIN)/grokinterp serve $(RUNS_DIR) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -8,7 +8,7 @@
 Every file is written to a temporary name, fsynced and renamed. Only safetensors, JSON and CSV are read
 back; nothing is unpickled.
 
-- `_files`: the file primitives (atomic writes, tensors, CSV, versions, the lock);
+- `_files`: the file primitives (atomic writes, tensors, CSV and the appended metrics.csv, versions, the lock);
 - `_writer`: `RunWriter`, the one writer of a run directory;
 - `_summary`: `ACC_THRESHOLD`, `FINAL_STATUSES`, `Milestones`, `summarize` (summary.json);
 - `_run`: `Run`, the reader.
@@ -16,6 +16,7 @@ back; nothing is unpickled.
 
 from ._files import (
     STEP_RE,
+    MetricsAppender,
     TEMP_RE,
     RunError,
     RunLock,
@@ -37,7 +38,7 @@ from ._summary import ACC_THRESHOLD, FINAL_STATUSES, Milestones, summarize
 from ._writer import RunWriter
 
 __all__ = [
-    "ACC_THRESHOLD", "FINAL_STATUSES", "Milestones", "Run", "RunError", "RunLock", "RunWriter", "STEP_RE",
+    "ACC_THRESHOLD", "FINAL_STATUSES", "MetricsAppender", "Milestones", "Run", "RunError", "RunLock", "RunWriter", "STEP_RE",
     "TEMP_RE", "atomic_write_bytes", "atomic_write_json", "list_steps", "load_tensors", "read_metrics_columns",
     "read_metrics_csv", "remove_stale_temp_files", "save_tensors", "step_filename", "summarize", "versions",
     "write_csv", "write_metrics_csv",

@@ -99,17 +99,27 @@ def write_csv(path: Path, rows: list[dict], cell) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
+    atomic_write_bytes(Path(path), _csv_text(rows, columns, cell, header=True).encode())
+
+
+def _csv_text(rows: list[dict], columns: list[str], cell, header: bool) -> str:
+    """CSV lines (each ending in a newline) of `rows` over `columns`, after the header line if `header`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
+    if header:
+        writer.writerow(columns)
     for row in rows:
         writer.writerow([cell(row.get(c)) for c in columns])
-    atomic_write_bytes(Path(path), buffer.getvalue().encode())
+    return buffer.getvalue()
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
     """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr)."""
-    write_csv(path, rows, lambda x: "" if _isnan(x) else _fmt(x))
+    write_csv(path, rows, _metric_cell)
+
+
+def _metric_cell(x) -> str:
+    return "" if _isnan(x) else _fmt(x)
 
 
 def _isnan(x) -> bool:
@@ -120,9 +130,56 @@ def _fmt(x) -> str:
     return str(int(x)) if isinstance(x, int) else repr(float(x))
 
 
+class MetricsAppender:
+    """metrics.csv of a run being trained, grown by whole rows so that a live run can be followed.
+
+    Opening it rewinds the file to `rows` (atomically: a resume drops the rows of the steps it redoes and
+    any torn tail a kill left). `write(rows)` then appends the rows not yet on disk in one `write` of
+    whole lines (each ending in a newline) and fsyncs; a row with a column the header lacks makes it
+    rewrite the whole file atomically instead. A reader (`read_metrics_csv`) takes only the lines that
+    end in a newline, so it never sees a torn row, even while a write is under way or after a kill.
+    """
+
+    def __init__(self, path: Path, rows: list[dict]):
+        self.path = Path(path)
+        self.columns: list[str] = []
+        self.count = 0
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        if rows:
+            write_metrics_csv(self.path, rows)
+        else:
+            self.path.unlink(missing_ok=True)
+        self.columns = list(dict.fromkeys(k for row in rows for k in row))  # write_csv's order: first seen
+        self.count = len(rows)
+
+    def write(self, rows: list[dict]) -> None:
+        """Put `rows` on disk: `rows[:self.count]` are there already (the caller only ever appends)."""
+        new = rows[self.count:]
+        if not new:
+            return
+        if not self.count or any(k not in self.columns for row in new for k in row):
+            self._rewrite(rows)
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            data = memoryview(_csv_text(new, self.columns, _metric_cell, header=False).encode())
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.count = len(rows)
+
+
 def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    """metrics.csv's rows (NaN = not measured); a last line without its newline (a row being appended, or
+    torn by a kill) is not a row yet and is left out."""
     with open(path, newline="") as f:
-        return [{k: (float(v) if v != "" else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+        text = f.read()
+    text = text[: text.rfind("\n") + 1]
+    return [{k: (float(v) if v != "" else float("nan")) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
 
 
 def read_metrics_columns(path: Path) -> dict[str, np.ndarray]:

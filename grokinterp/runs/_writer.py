@@ -20,6 +20,7 @@ from pathlib import Path
 from torch import Tensor
 
 from ._files import (
+    MetricsAppender,
     RunLock,
     atomic_write_json,
     remove_stale_temp_files,
@@ -52,6 +53,7 @@ class RunWriter:
         self.existed = False
         self._check = check
         self._lock = RunLock(self.path)
+        self._metrics: MetricsAppender | None = None
 
     def __enter__(self) -> "RunWriter":
         self._lock.__enter__()
@@ -87,8 +89,20 @@ class RunWriter:
         save_tensors(self.path / "state" / step_filename(step), tensors)
 
     def write_metrics(self, rows: list[dict]) -> None:
-        """metrics.csv: one row per step."""
+        """metrics.csv: one row per step, the whole file at once."""
         write_metrics_csv(self.path / METRICS_FILE, rows)
+
+    def start_metrics(self, rows: list[dict]) -> None:
+        """Rewind metrics.csv to `rows` (atomically: a resume drops the rows of the steps it redoes and any torn
+        tail a kill left), ready for `append_metrics`."""
+        self._metrics = MetricsAppender(self.path / METRICS_FILE, rows)
+
+    def append_metrics(self, rows: list[dict]) -> None:
+        """Grow metrics.csv to `rows` by appending the rows not yet written, as whole lines (a reader following a
+        live run never sees a torn row); `rows` only ever grows after `start_metrics`."""
+        if self._metrics is None:
+            raise RuntimeError("append_metrics before start_metrics")
+        self._metrics.write(rows)
 
     def write_summary(self, summary: dict) -> None:
         """summary.json."""
