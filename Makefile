@@ -11,11 +11,12 @@ export OMP_NUM_THREADS ?= 2
 # Passive OpenMP waiting: spinning threads collapse 2-thread training when anything else runs (bench/bench_omp.py).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv train train-nanda analyze test test-slow bench clean help repro-warn claims
+.PHONY: venv train train-nanda analyze serve test test-slow bench clean help repro-warn claims
 
 help:
 	@echo "make train      train the quick preset into $(RUN) (resumes if interrupted)"
 	@echo "make analyze    replay $(RUN) and write $(RUN)/report.html"
+	@echo "make serve      the live lab on http://127.0.0.1:8050 over $(RUNS_DIR) (installs the [app] extra)"
 	@echo "make test       run the test suite (slow reproductions excluded)"
 	@echo "make test-slow  run only the slow reproductions"
 	@echo "make bench      speed benchmarks against the TL 3.9 reference"
@@ -41,20 +42,31 @@ train-nanda: $(STAMP)
 analyze: $(STAMP)
 	$(BIN)/grokinterp analyze $(RUN) $(ARGS)
 
+# The live lab (grokinterp.app): Dash is an optional extra, installed here on first use.
+RUNS_DIR ?= checkpoints
+serve: $(STAMP)
+	@$(BIN)/python -c "import dash" 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e '.[$(EXTRAS),app]'
+	@mkdir -p $(RUNS_DIR)
+	$(BIN)/grokinterp serve $(RUNS_DIR) $(ARGS)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
-# The related-work papers' alarm benchmark: the sweep in docs/reproductions/warn_sweep.json (10 grokking seeds of the `fast`
-# preset at wd 1; 10 controls at wd 0, 1,500 steps; a checkpoint every 10 steps so the DMD signal's 20-checkpoint window
-# and the lock-in signal's 45 checkpoints fit before grokking), then every diagnostic's alarm -> docs/reproductions/warn.md.
+# The related-work papers' alarm benchmark: 20 grokking seeds of the `fast` preset at wd 1
+# (docs/reproductions/warn_sweep.json) scored against two control groups (docs/reproductions/warn_controls.json,
+# 12 seeds each, 1,500 steps): wd 0 (the old controls: they differ in weight decay, which alone moves the weight
+# norm and logit scale) and the random-table task at wd 1 (matched: memorizable, never generalizable). A checkpoint
+# every 10 steps so the DMD signal's 20-checkpoint window and the lock-in signal's 45 checkpoints fit before grokking.
 WARN_SWEEP ?= checkpoints/repro_warn
 repro-warn: $(STAMP)
+	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_controls.json --out $(WARN_SWEEP)_controls --workers 2 --no-curves
 	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_sweep.json --out $(WARN_SWEEP) --workers 2 --no-curves
-	$(BIN)/grokinterp warn $(WARN_SWEEP) --controls optim.weight_decay=0 --workers 2 \
-		--out docs/reproductions/warn.md $(ARGS)
+	$(BIN)/grokinterp warn $(WARN_SWEEP) $(WARN_SWEEP)_controls --controls optim.weight_decay=0 \
+		--matched-controls task.op=random --workers 2 --out docs/reproductions/warn.md \
+		--data-dir docs/reproductions/data/warn $(ARGS)
 
 # The source documents' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
 repro-%: $(STAMP)

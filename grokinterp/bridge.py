@@ -168,6 +168,7 @@ def from_bridge(bridge, model_config: ModelConfig | None = None) -> Transformer:
     cfg = bridge.cfg
     arch = dict(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
                 d_mlp=cfg.d_mlp, act_fn=cfg.act_fn, normalization_type=cfg.normalization_type)
+    model_config = getattr(model_config, "model_config", model_config)  # a model's TL view (model.cfg) works too
     if model_config is not None:
         differ = {k: (getattr(model_config, k), v) for k, v in arch.items() if getattr(model_config, k) != v}
         if differ:

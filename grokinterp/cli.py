@@ -1,5 +1,5 @@
-"""`grokinterp train | analyze | presets | fork | compare | import | sweep | repro | warn`: the command line (the
-Makefile wraps it). `report` is an alias of `compare` for a release.
+"""`grokinterp train | analyze | presets | fork | compare | import | sweep | repro | warn | serve`: the command line
+(the Makefile wraps it). `report` is an alias of `compare` for a release.
 
 Any config key is overridable as `--section.key=value` (e.g. `--optim.lr=3e-4 --task.op=mul`);
 values are Python literals checked against the key's type. Misuse exits 2 with one message.
@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "is impossible and writes nothing.")
     repair.add_argument("run", type=Path, help="run directory")
     repair.add_argument("--no-progress", action="store_true", help="no progress bar")
+    serve = sub.add_parser(
+        "serve", help="the live lab in a browser: watch runs train, launch runs and study arms, read the wavetable",
+        description="Serve the live lab (Dash) over RUNS_DIR: runs and their live curves, a launch form (presets, "
+                    "overrides, add stencil, Grokfast, beta1), the MLP wavetable at any checkpoint, live comparison. "
+                    "Needs the optional extra: pip install 'grokinterp[app]'.")
+    serve.add_argument("runs_dir", type=Path, nargs="?", default=Path("checkpoints"),
+                       help="folder of run directories (default: checkpoints)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                                                           "prints a warning and requires a token)")
+    serve.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    serve.add_argument("--token", help="the token a non-local --host requires (default: GROKINTERP_LAB_TOKEN, "
+                                       "else a random one, printed)")
+    serve.add_argument("--poll", type=float, default=2.0, help="seconds between live updates (default 2)")
     add_sweep_parser(sub)
     add_repro_parser(sub)
     add_claims_parser(sub)
@@ -283,6 +296,22 @@ def _cmd_repair(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .app import AppMissingError, serve
+
+    if not args.runs_dir.is_dir():
+        raise ConfigError(f"{args.runs_dir} is not a folder; run `make train` first (it writes checkpoints/quick) "
+                          "or pass the folder that holds your runs")
+    if args.poll <= 0:
+        raise ConfigError(f"--poll={args.poll} must be > 0")
+    try:
+        serve(args.runs_dir, host=args.host, port=args.port, token=args.token, poll_ms=int(args.poll * 1000))
+    except AppMissingError as e:
+        print(f"grokinterp serve: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -305,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_verify(args)
         if args.command == "repair":
             return _cmd_repair(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         if args.command == "repro":
             return run_repro_command(args)
         if args.command == "claims":

@@ -383,3 +383,21 @@ def all_keys() -> list[tuple[str, Any, str]]:
 def _type_name(hint) -> str:
     """`int`, `float`, `str | None`: a type as it is written in code."""
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def step_flops(config: RunConfig, n_train: int | None = None) -> float:
+    """Estimated matmul FLOPs of one training step, evaluation share included: 3x the forward (backward costs
+    about twice the forward) on the training set, plus a test forward every `train.eval_every` steps.
+
+    Forward per example (2 FLOPs per multiply-add), as `last_position_only` computes it: the last layer at the
+    final position only (values and W_O, d_model·d_head·n_heads each; MLP in and out, d_model·d_mlp each),
+    earlier layers at all 3 positions (Q, K, V, O and the MLP), the unembedding (d_model·p). Attention scores
+    over 3 positions and the p-row token tables are negligible. The `fast` preset: ~1.2 GFLOP a step.
+    """
+    m, t = config.model, config.task
+    pairs = t.p * t.p
+    n_train = round(t.frac_train * pairs) if n_train is None else n_train
+    attn = m.d_model * m.n_heads * m.d_head
+    mlp = 2 * m.d_model * m.d_mlp
+    per_example = 2 * ((m.n_layers - 1) * 3 * (4 * attn + mlp) + 2 * attn + mlp + m.d_model * t.d_vocab_out)
+    return per_example * (3 * n_train + (pairs - n_train) / config.train.eval_every)

@@ -19,6 +19,8 @@ import torch
 
 from .config import ModelConfig
 from .model import Transformer
+from .tl_surface import SWITCHES, switch_of
+from .tl_surface_table import markdown as surface_markdown
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
 P, BATCH = 113, 5
@@ -32,22 +34,22 @@ MEANINGS = {
     "blocks.L.hook_resid_pre": "residual stream entering block L (block 0: embed + pos_embed)",
     "blocks.L.ln1.hook_scale": "LayerNorm before attention: sqrt(mean of squares of the centred residual + eps)",
     "blocks.L.ln1.hook_normalized": "LayerNorm before attention: centred residual / scale, before its weight and bias",
-    "blocks.L.hook_attn_in": "not fired (TL fires it only with use_attn_in); kept for TL 3's names",
-    "blocks.L.hook_q_input": "not fired (TL fires it only with use_split_qkv_input); kept for TL 3's names",
-    "blocks.L.hook_k_input": "not fired (TL fires it only with use_split_qkv_input); kept for TL 3's names",
-    "blocks.L.hook_v_input": "not fired (TL fires it only with use_split_qkv_input); kept for TL 3's names",
+    "blocks.L.hook_attn_in": "each head's copy of resid_pre, the input of ln1 and attention (TL's use_attn_in)",
+    "blocks.L.hook_q_input": "each head's copy of resid_pre as its query input (TL's use_split_qkv_input)",
+    "blocks.L.hook_k_input": "each head's copy of resid_pre as its key input (TL's use_split_qkv_input)",
+    "blocks.L.hook_v_input": "each head's copy of resid_pre as its value input (TL's use_split_qkv_input)",
     "blocks.L.attn.hook_q": "queries per head, x W_Q + b_Q",
     "blocks.L.attn.hook_k": "keys per head, x W_K + b_K",
     "blocks.L.attn.hook_v": "values per head, x W_V + b_V",
     "blocks.L.attn.hook_attn_scores": "q.k / sqrt(d_head), -inf above the causal diagonal (before softmax)",
     "blocks.L.attn.hook_pattern": "attention pattern, softmax of the scores over key positions",
     "blocks.L.attn.hook_z": "pattern-weighted values per head, before W_O",
-    "blocks.L.attn.hook_result": "not fired (TL fires it only with use_attn_result): each head's output z W_O",
+    "blocks.L.attn.hook_result": "each head's output z W_O; attn_out is their sum + b_O (TL's use_attn_result)",
     "blocks.L.hook_attn_out": "attention output added to the residual, z W_O + b_O summed over heads",
     "blocks.L.hook_resid_mid": "residual stream after attention (resid_pre + attn_out)",
     "blocks.L.ln2.hook_scale": "LayerNorm before the MLP: scale, as ln1's",
     "blocks.L.ln2.hook_normalized": "LayerNorm before the MLP: normalized residual, as ln1's",
-    "blocks.L.hook_mlp_in": "not fired (TL fires it only with use_hook_mlp_in); kept for TL 3's names",
+    "blocks.L.hook_mlp_in": "the MLP's input resid_mid, before ln2 (TL's use_hook_mlp_in)",
     "blocks.L.mlp.hook_pre": "neuron pre-activations, x W_in + b_in",
     "blocks.L.mlp.hook_post": "neuron activations, act_fn(pre): what Fourier-neuron analyses and transplants read",
     "blocks.L.hook_mlp_out": "MLP output added to the residual, post W_out + b_out",
@@ -73,10 +75,14 @@ def _axes(name: str, shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(names) + "]"
 
 
-def hook_shapes(normalization_type: str | None, n_layers: int = 1) -> dict[str, tuple[str | None, str | None]]:
-    """{hook name: (shape of the full forward, shape of `last_position_only`)}, None where it does not fire."""
+def hook_shapes(normalization_type: str | None, n_layers: int = 1, switches: bool = False
+                ) -> dict[str, tuple[str | None, str | None]]:
+    """{hook name: (shape of the full forward, shape of `last_position_only`)}, None where it does not fire;
+    with `switches`, every TL switch (use_attn_result, ...) on."""
     config = ModelConfig(n_layers=n_layers, normalization_type=normalization_type)
     model = Transformer(config, d_vocab=P + 1, d_vocab_out=P).eval()
+    for switch in SWITCHES if switches else ():
+        getattr(model, f"set_{switch}")(True)
     tokens = torch.randint(0, P, (BATCH, 3), generator=torch.Generator().manual_seed(0))
     tokens[:, -1] = P
     shapes: dict[str, list] = {name: [None, None] for name in model.hook_dict}
@@ -92,6 +98,11 @@ def hook_shapes(normalization_type: str | None, n_layers: int = 1) -> dict[str, 
 def render() -> str:
     """The full text of docs/hooks.md."""
     plain, with_ln = hook_shapes(None), hook_shapes("LN")
+    switched = hook_shapes(None, switches=True)
+    for name, (full, fast) in plain.items():
+        if full is None:  # fires only behind one of TL's switches: show its shapes with the switch on
+            on = f" with `{switch_of(name)}`"
+            plain[name] = (switched[name][0] + on, switched[name][1] + on)
     missing = sorted({_generic(n) for n in with_ln} - set(MEANINGS))
     if missing:
         raise KeyError(f"hooks without a meaning in grokinterp/hook_reference.py: {missing}")
@@ -115,7 +126,9 @@ def render() -> str:
         "- **last position**: `model(tokens, last_position_only=True)`, what training uses: the query side",
         "  runs at the final position only (a position axis of 1); keys and values keep every position. In a",
         "  1-layer model, ln1 then normalizes the table of every (position, token) embedding, [pos, d_vocab, ...].",
-        "- \"not fired\": the hook point exists (TL 3 has it) but no forward calls it, as in TL 3 by default.",
+        "- \"with `use_...`\": the hook point fires only behind that TL switch (`model.set_use_attn_result(True)`,",
+        "  ...), off by default as in TL; the shapes are those with the switch on (it changes no other hook's shape,",
+        "  except that ln1's hooks then get a head axis, [batch, pos, n_heads, ...]).",
         "- **n layers**: every `blocks.0.*` hook exists once per block, `blocks.L.*` for L = 0 .. n_layers - 1",
         "  (checked by the generator on a 2-layer model); the other hooks exist once.",
         "- **TransformerLens 4 bridge** (`grokinterp.bridge.to_bridge`): the same names fire with the same values,",
@@ -134,7 +147,8 @@ def render() -> str:
             full, fast = shapes[name]
             lines.append(f"| `{name}` | {full or 'not fired'} | {fast or 'not fired'} | {MEANINGS[_generic(name)]} |")
         lines.append("")
-    return "\n".join(lines)
+    lines += surface_markdown()
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,10 @@ Two forwards share the weights and the hooks:
   hooks fire with a position axis of length 1 (keys and values keep all positions).
   For a 1-layer model keys and values come from per-token tables of d_vocab rows,
   since at layer 0 position i holds only W_E[token] + W_pos[i].
+
+TL's optional hook points fire behind TL's switches (`model.set_use_attn_result(True)`, ...; all off by
+default, and free when off), in both forwards. The rest of TL 3's `HookedTransformer` surface (`model.cfg`
+as a `HookedTransformerConfig`, `model.W_Q`, `model.OV`, `accumulated_bias`, ...) is in `tl_surface`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .config import ModelConfig, RunConfig
+from .tl_surface import HookedTransformerSurface, TLConfig
 
 
 class Embed(nn.Module):
@@ -66,8 +71,9 @@ class LayerNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_ctx: int):
+    def __init__(self, cfg: TLConfig, n_ctx: int):
         super().__init__()
+        self.cfg = cfg  # shared with the root: its switches are read at forward time
         h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
         # Registration order follows TL 3 (AbstractAttention, then Attention): it fixes the init's RNG order.
         self.W_Q = nn.Parameter(torch.empty(h, d, dh))
@@ -84,7 +90,7 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, q_pos, n_heads, d_head]
         self.hook_attn_scores = HookPoint()  # [batch, n_heads, q_pos, k_pos]
         self.hook_pattern = HookPoint()  # [batch, n_heads, q_pos, k_pos]
-        self.hook_result = HookPoint()  # [batch, q_pos, n_heads, d_model] (TL fires it only with use_attn_result)
+        self.hook_result = HookPoint()  # [batch, q_pos, n_heads, d_model] (fires with cfg.use_attn_result)
         self.W_K = nn.Parameter(torch.empty(h, d, dh))
         self.W_V = nn.Parameter(torch.empty(h, d, dh))
         self.b_K = nn.Parameter(torch.zeros(h, dh))
@@ -98,8 +104,10 @@ class Attention(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
-    def project(x: Float[Tensor, "... d_model"], W: Tensor, b: Tensor) -> Float[Tensor, "... n_heads d_head"]:
-        return torch.einsum("...m,hmd->...hd", x, W) + b
+    def project(x: Float[Tensor, "... d_model"], W: Tensor, b: Tensor, per_head: bool = False
+                ) -> Float[Tensor, "... n_heads d_head"]:
+        """x W + b for every head; with per_head, x is [..., n_heads, d_model] (each head its own input)."""
+        return torch.einsum("...hm,hmd->...hd" if per_head else "...m,hmd->...hd", x, W) + b
 
     def attend(
         self,
@@ -122,15 +130,27 @@ class Attention(nn.Module):
         else:
             z = einops.einsum(pattern, v, "b h q k, b k h d -> b q h d")
         z = self.hook_z(z)
+        if self.cfg.use_attn_result:  # each head's output z W_O, then their sum; TL's order of operations
+            # [batch, q_pos, n_heads, d_head, d_model], summed over d_head
+            per_head = einops.rearrange(z, "b q h d -> b q h d 1") * self.W_O
+            result = self.hook_result(per_head.sum(-2))
+            return result.sum(-2) + self.b_O
         W_O = einops.rearrange(self.W_O, "h d m -> (h d) m")
         return einops.rearrange(z, "b q h d -> b q (h d)") @ W_O + self.b_O
 
     def forward(
-        self, query_input: Float[Tensor, "batch q_pos d_model"], key_input: Float[Tensor, "batch k_pos d_model"]
+        self,
+        query_input: Float[Tensor, "batch q_pos d_model"],
+        key_input: Float[Tensor, "batch k_pos d_model"],
+        value_input: Tensor | None = None,
+        per_head: bool = False,
     ) -> Float[Tensor, "batch q_pos d_model"]:
-        q = self.project(query_input, self.W_Q, self.b_Q)
-        k = self.project(key_input, self.W_K, self.b_K)
-        v = self.project(key_input, self.W_V, self.b_V)
+        """Inputs [batch, pos, d_model], or [batch, pos, n_heads, d_model] with per_head; value_input
+        defaults to key_input."""
+        value_input = key_input if value_input is None else value_input
+        q = self.project(query_input, self.W_Q, self.b_Q, per_head)
+        k = self.project(key_input, self.W_K, self.b_K, per_head)
+        v = self.project(value_input, self.W_V, self.b_V, per_head)
         return self.attend(q, k, v)
 
 
@@ -152,18 +172,19 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_ctx: int):
+    def __init__(self, cfg: TLConfig, n_ctx: int):
         super().__init__()
+        self.cfg = cfg  # shared with the root: its switches are read at forward time
         norm = (lambda: LayerNorm(cfg.d_model)) if cfg.normalization_type == "LN" else nn.Identity
         self.ln1 = norm()
         self.ln2 = norm()
         self.attn = Attention(cfg, n_ctx)
         self.mlp = MLP(cfg)
-        self.hook_attn_in = HookPoint()  # TL fires these five only behind flags; kept for identical names
-        self.hook_q_input = HookPoint()
-        self.hook_k_input = HookPoint()
-        self.hook_v_input = HookPoint()
-        self.hook_mlp_in = HookPoint()
+        self.hook_attn_in = HookPoint()  # [batch, pos, n_heads, d_model] (fires with cfg.use_attn_in)
+        self.hook_q_input = HookPoint()  # [batch, pos, n_heads, d_model] (these three: cfg.use_split_qkv_input)
+        self.hook_k_input = HookPoint()  # [batch, pos, n_heads, d_model]
+        self.hook_v_input = HookPoint()  # [batch, pos, n_heads, d_model]
+        self.hook_mlp_in = HookPoint()  # [batch, pos, d_model] (fires with cfg.use_hook_mlp_in)
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
         self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
@@ -173,15 +194,35 @@ class TransformerBlock(nn.Module):
     def finish(self, resid_pre: Tensor, attn_out: Tensor) -> Tensor:
         """Everything after attention: residual, MLP, residual."""
         resid_mid = self.hook_resid_mid(resid_pre + self.hook_attn_out(attn_out))
-        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(resid_mid)))
+        mlp_in = self.hook_mlp_in(resid_mid.clone()) if self.cfg.use_hook_mlp_in else resid_mid
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(mlp_in)))
         return self.hook_resid_post(resid_mid + mlp_out)
 
     def forward(self, resid_pre: Float[Tensor, "batch pos d_model"], last_position_only: bool = False) -> Tensor:
         resid_pre = self.hook_resid_pre(resid_pre)
-        normed = self.ln1(resid_pre)
-        query_input = normed[:, -1:] if last_position_only else normed
-        attn_out = self.attn(query_input, normed)
+        if self.cfg.use_attn_in or self.cfg.use_split_qkv_input:
+            attn_out = self.attend_per_head(resid_pre, last_position_only)
+        else:
+            normed = self.ln1(resid_pre)
+            query_input = normed[:, -1:] if last_position_only else normed
+            attn_out = self.attn(query_input, normed)
         return self.finish(resid_pre[:, -1:] if last_position_only else resid_pre, attn_out)
+
+    def attend_per_head(self, resid_pre: Float[Tensor, "batch pos d_model"], last_position_only: bool) -> Tensor:
+        """TL's use_attn_in / use_split_qkv_input: each head reads its own copy of the residual, hooked
+        [batch, pos, n_heads, d_model] (the query side at the final position only with last_position_only)."""
+        def per_head(x: Tensor) -> Tensor:  # a copy, so a hook may edit one head's input in place
+            return einops.repeat(x, "b p m -> b p h m", h=self.cfg.n_heads).clone()
+
+        if self.cfg.use_attn_in:
+            query_input = key_input = value_input = self.hook_attn_in(per_head(resid_pre))
+        if self.cfg.use_split_qkv_input:  # takes precedence over use_attn_in, as in TL
+            query_input = self.hook_q_input(per_head(resid_pre[:, -1:] if last_position_only else resid_pre))
+            key_input = self.hook_k_input(per_head(resid_pre))
+            value_input = self.hook_v_input(per_head(resid_pre))
+        elif last_position_only:
+            query_input = query_input[:, -1:]
+        return self.attn(self.ln1(query_input), self.ln1(key_input), self.ln1(value_input), per_head=True)
 
 
 class Unembed(nn.Module):
@@ -196,11 +237,14 @@ class Unembed(nn.Module):
         return self.hook_out(self.hook_in(x) @ self.W_U + self.b_U)
 
 
-class Transformer(HookedRootModule):
+class Transformer(HookedTransformerSurface, HookedRootModule):
     """HookedTransformer-compatible model. Input tokens [batch, pos]; output logits [batch, pos, d_vocab_out].
 
+    `model.model_config` is the `ModelConfig` it was built from; `model.cfg` is TL's view of it (`TLConfig`:
+    every `HookedTransformerConfig` field, and TL's switches).
+
     Args:
-        cfg: architecture, init and which biases train.
+        cfg: architecture, init and which biases train (a `TLConfig` is read as its `model_config`).
         d_vocab: input vocabulary (p + 1: residues and '=').
         d_vocab_out: output vocabulary (p).
         n_ctx: context length (3: a, b, =).
@@ -208,12 +252,14 @@ class Transformer(HookedRootModule):
 
     def __init__(self, cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int = 3):
         super().__init__()
-        self.cfg, self.d_vocab, self.d_vocab_out, self.n_ctx = cfg, d_vocab, d_vocab_out, n_ctx
+        cfg = cfg.model_config if isinstance(cfg, TLConfig) else cfg
+        self.model_config, self.d_vocab, self.d_vocab_out, self.n_ctx = cfg, d_vocab, d_vocab_out, n_ctx
+        self.cfg = TLConfig(cfg, d_vocab, d_vocab_out, n_ctx)
         self.embed = Embed(d_vocab, cfg.d_model)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.pos_embed = PosEmbed(n_ctx, cfg.d_model)
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
-        self.blocks = nn.ModuleList([TransformerBlock(cfg, n_ctx) for _ in range(cfg.n_layers)])
+        self.blocks = nn.ModuleList([TransformerBlock(self.cfg, n_ctx) for _ in range(cfg.n_layers)])
         self.ln_final = LayerNorm(cfg.d_model) if cfg.normalization_type == "LN" else nn.Identity()
         self.unembed = Unembed(cfg.d_model, d_vocab_out)
         self.init_weights()
@@ -267,7 +313,8 @@ class Transformer(HookedRootModule):
         self, tokens: Int[Tensor, "batch pos"], last_position_only: bool = False
     ) -> Float[Tensor, "batch pos d_vocab_out"]:
         """Logits for every position, or for the final one only ([batch, 1, d_vocab_out])."""
-        if last_position_only and len(self.blocks) == 1:
+        per_example_attn_input = self.cfg.use_split_qkv_input or self.cfg.use_attn_in  # no token tables then
+        if last_position_only and len(self.blocks) == 1 and not per_example_attn_input:
             resid = self._last_position_single_layer(tokens)
         else:
             resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
@@ -303,26 +350,6 @@ class Transformer(HookedRootModule):
         if return_cache_object:
             cache = ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
         return out, cache
-
-    @property
-    def W_E(self) -> Tensor:
-        return self.embed.W_E
-
-    @property
-    def W_pos(self) -> Tensor:
-        return self.pos_embed.W_pos
-
-    @property
-    def W_U(self) -> Tensor:
-        return self.unembed.W_U
-
-    def stack(self, name: str) -> Tensor:
-        """A per-block parameter stacked over layers, TL-style (`model.stack("W_in")` -> [n_layers, ...])."""
-        mods = {"W_Q": "attn", "W_K": "attn", "W_V": "attn", "W_O": "attn", "W_in": "mlp", "W_out": "mlp",
-                "b_in": "mlp", "b_out": "mlp", "b_Q": "attn", "b_K": "attn", "b_V": "attn", "b_O": "attn"}
-        if name not in mods:
-            raise ValueError(f"unknown block parameter {name!r}; choose one of {sorted(mods)}")
-        return torch.stack([getattr(getattr(b, mods[name]), name) for b in self.blocks])
 
 
 def build_model(config: RunConfig) -> Transformer:

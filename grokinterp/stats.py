@@ -111,6 +111,39 @@ def median_difference_ci(x, y, **kwargs) -> Estimate:
     return bootstrap_two_sample_ci(x, y, np.subtract, **kwargs)
 
 
+def auroc(positive, negative) -> float:
+    """Area under the ROC curve: P(a positive's score > a negative's) + P(tie) / 2 (the Mann-Whitney U
+    statistic over n_pos * n_neg); NaN scores count as -inf (a run without a finite level scores lowest).
+
+    >>> auroc([3.0, 4.0], [1.0, 2.0]), auroc([1.0], [1.0]), auroc([float("nan")], [0.0])
+    (1.0, 0.5, 0.0)
+    """
+    pos = np.nan_to_num(np.asarray(positive, dtype=np.float64), nan=-np.inf)
+    neg = np.nan_to_num(np.asarray(negative, dtype=np.float64), nan=-np.inf)
+    if len(pos) == 0 or len(neg) == 0:
+        return math.nan
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+                 / (len(pos) * len(neg)))
+
+
+def auroc_ci(positive, negative, confidence: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0) -> Estimate:
+    """`auroc` with a stratified percentile-bootstrap interval (positives and negatives resampled separately,
+    so every resample keeps both class sizes); n is n_pos + n_neg."""
+    pos = np.nan_to_num(np.asarray(positive, dtype=np.float64), nan=-np.inf)
+    neg = np.nan_to_num(np.asarray(negative, dtype=np.float64), nan=-np.inf)
+    value = auroc(pos, neg)
+    if not math.isfinite(value):
+        return Estimate(value, math.nan, math.nan, int(len(pos) + len(neg)), confidence, "stratified bootstrap")
+    rng = np.random.default_rng(seed)
+    p = pos[rng.integers(0, len(pos), size=(n_resamples, len(pos)))]
+    q = neg[rng.integers(0, len(neg), size=(n_resamples, len(neg)))]
+    wins = (p[:, :, None] > q[:, None, :]).sum(axis=(1, 2)) + 0.5 * (p[:, :, None] == q[:, None, :]).sum(axis=(1, 2))
+    draws = wins / (len(pos) * len(neg))
+    alpha = 1 - confidence
+    low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+    return Estimate(value, float(low), float(high), int(len(pos) + len(neg)), confidence, "stratified bootstrap")
+
+
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> Estimate:
     """Wilson score interval of a rate k/n: (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n).
 

@@ -116,3 +116,17 @@ def test_bad_arguments(tmp_path):
         export_figures({"../x": _figure()}, tmp_path)
     with pytest.raises(ValueError, match="backend='nope' is not valid"):
         export_backend("nope")
+
+
+def test_stable_svg_ids_make_two_renders_of_one_figure_identical():
+    from grokinterp.report._export import stable_svg_ids
+
+    def render(defs: str, t1: str, t2: str, y: str = "1") -> bytes:
+        return (f'<svg><defs id="defs-{defs}"><clipPath id="clip{defs}xyplot"/></defs>'
+                f'<g class="trace scatter trace{t1}"><path d="M0,{y}"/></g><g class="trace scatter trace{t2}"/>'
+                f'<g clip-path="url(#clip{defs}xyplot)"/></svg>').encode()
+
+    a, b = stable_svg_ids(render("e83e48", "548b7c", "dba304")), stable_svg_ids(render("21ab83", "84b79e", "849fb0"))
+    assert a == b and b"e83e48" not in a and b"548b7c" not in a
+    assert b'class="trace scatter trace000000"' in a and b'class="trace scatter trace000001"' in a
+    assert stable_svg_ids(render("e83e48", "548b7c", "dba304", y="2")) != a  # other content, other ids

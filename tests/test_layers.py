@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "grokinterp"
 LAYERS = [
     ("config", "stats"),  # inert data, and pure statistics of numbers
     ("tasks",),
-    ("model", "hooked", "bridge", "objective"),  # the model, its TL views, and the loss it is trained on
+    ("model", "tl_surface", "tl_surface_table", "hooked", "bridge", "objective"),  # the model, its TL views
+    # (TL 3's HookedTransformer surface and its table), and the loss it is trained on
     ("runs",),  # the run directory: one writer, the reader, the summary's definitions
     ("plugins",),  # the training loop's seam and the built-in plug-ins
     ("train", "importers", "vision"),  # what produces a run directory

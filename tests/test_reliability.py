@@ -7,6 +7,7 @@
 - Bad config, unknown key, CLI misuse: exit 2, one error line naming the key, nothing written.
 - A truncated or corrupted checkpoint: RunError naming the file; `--resume` skips it.
 - `--resume` with a different config: exit 2, nothing modified.
+- A kill while metrics.csv is being appended (it grows at every checkpoint): whole rows only, resume bit-identical.
 
 Subprocesses start in about 4 s (importing transformer_lens), so each test starts as few as it can.
 CPU results are bit-reproducible at a fixed thread count: every run here uses train.threads=1.
@@ -450,6 +451,51 @@ def test_resume_skips_a_state_whose_metrics_are_missing(reference, tmp_path, kee
     train_run(CONFIG, out, resume=True, progress=False)
     assert os.stat(out / "state" / step_filename(240)).st_ino == before[240]
     assert os.stat(out / "state" / step_filename(260)).st_ino != before[260], "did not resume from 240"
+    assert_same_run(out, reference.path)
+
+
+def _wait_for_appends(path: Path, proc: subprocess.Popen, n: int, timeout: float = 60.0) -> bool:
+    """Until metrics.csv has grown `n` times (each growth is one append of a checkpoint's rows)."""
+    seen, size, deadline = 0, -1, time.monotonic() + timeout
+    while seen < n:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            return False
+        try:
+            now = path.stat().st_size
+        except FileNotFoundError:
+            now = -1
+        if now > size >= 0 or (size < 0 <= now):
+            seen += 1
+        size = now
+        time.sleep(0.001)
+    return True
+
+
+def test_kill_mid_append_resumes_bit_identical(reference, tmp_path):
+    """metrics.csv grows by appends while a run trains (readable live). Kill right after an append's write, inside
+    its fsync (which sleeps FSYNC_DELAY), then add half a row as a kill inside the write itself would leave:
+    a reader sees only whole rows, and --resume (which rewinds the file) ends bit-identical."""
+    out = tmp_path / "run"
+    for i, appends in enumerate((4, 3)):
+        log = tmp_path / f"append{i}.log"
+        proc = driver(out, FSYNC_DELAY, *(["--resume"] if i else []), log=log)
+        try:
+            wait_ready(proc, log)
+            assert _wait_for_appends(out / "metrics.csv", proc, appends), log.read_text()[-2000:]
+            assert proc.poll() is None, "the run finished before the kill"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+        rows = read_metrics_csv(out / "metrics.csv")
+        assert [r["step"] for r in rows] == list(range(len(rows))) and len(rows) % CONFIG.train.ckpt_every == 0
+        with open(out / "metrics.csv", "a") as f:
+            f.write(f"{len(rows)},0.5,0.")  # a torn row: no newline
+        assert len(read_metrics_csv(out / "metrics.csv")) == len(rows)
+        assert_consistent(out)
+    final = subprocess.run(cli("train", "--no-progress", "--resume", "--out", out, *ARGS), capture_output=True,
+                           text=True, env=ENV, timeout=300)
+    assert final.returncode == 0, final.stderr
     assert_same_run(out, reference.path)
 
 

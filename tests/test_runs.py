@@ -151,3 +151,36 @@ def test_run_writer_locks_cleans_temp_files_and_refuses_through_check(tmp_path):
     assert stale.exists()  # a refusal touches nothing
     with RunWriter(out) as writer:  # and releases the lock
         assert writer.existed
+
+
+def test_run_writer_appends_metrics_in_place_and_rewinds_on_start(tmp_path):
+    """The training loop's metrics.csv: `start_metrics` rewinds it (a resume), `append_metrics` adds only the new
+    rows to the same file (a reader following it by offset keeps its place), a new column rewrites it whole."""
+    from grokinterp.runs import RunWriter, read_metrics_csv
+
+    rows = [{"step": s, "train_acc": s / 10, "test_acc": float("nan") if s % 2 else s / 20} for s in range(6)]
+    path = tmp_path / "run" / "metrics.csv"
+    with RunWriter(tmp_path / "run") as writer:
+        with pytest.raises(RuntimeError, match="before start_metrics"):
+            writer.append_metrics(rows)
+        writer.start_metrics(rows[:2])
+        inode, before = path.stat().st_ino, path.read_bytes()
+        writer.append_metrics(rows[:4])
+        after = path.read_bytes()
+        assert path.stat().st_ino == inode and after.startswith(before) and len(after) > len(before)
+        writer.append_metrics(rows[:4])  # nothing new: nothing written
+        assert [r["step"] for r in read_metrics_csv(path)] == [0, 1, 2, 3]
+        writer.append_metrics(rows)
+        assert path.stat().st_ino == inode
+        assert path.read_text() == _written_whole(tmp_path, rows)  # appends read back as one write of all rows would
+        writer.append_metrics(rows + [{"step": 6, "train_acc": 0.6, "test_acc": 0.3, "extra": 1.0}])
+        assert path.stat().st_ino != inode and read_metrics_csv(path)[-1]["extra"] == 1.0
+        writer.start_metrics(rows[:3])  # a resume at step 3
+        assert [r["step"] for r in read_metrics_csv(path)] == [0, 1, 2]
+
+
+def _written_whole(tmp_path, rows) -> str:
+    from grokinterp.runs import write_metrics_csv
+
+    write_metrics_csv(tmp_path / "whole.csv", rows)
+    return (tmp_path / "whole.csv").read_text()

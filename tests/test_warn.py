@@ -22,6 +22,7 @@ from grokinterp.experiments.warning import (
     alarm_step,
     alarm_table,
     auroc,
+    max_level,
     benchmark_alarm,
     first_passage_run,
     fit_exponential_law,
@@ -250,3 +251,44 @@ def test_controls_can_be_a_directory(fake_sweep, tmp_path):
     result = warn_sweep(grokking, controls=[str(c) for c in controls], progress=False)
     assert sorted(r.role for r in result.runs) == ["control"] * 3 + ["grokking"] * 3
     assert Run(controls[0]).summary["status"] == "memorized"
+
+
+def test_matched_controls_get_their_own_thresholds_and_say_what_differs(fake_sweep, tmp_path):
+    """A second control group (here: the grokking runs' own copies relabelled as the random-table task that
+    never grokked) is benchmarked on its own; the table names what each group differs in; --data-dir writes
+    one row per rule and group."""
+    grokking = sorted(p for p in fake_sweep.iterdir() if p.name.startswith("optim.weight_decay=1.0"))
+    matched = tmp_path / "matched"
+    matched.mkdir()
+    for p in grokking:
+        copy = matched / p.name
+        shutil.copytree(p, copy)
+        config = json.loads((copy / "config.json").read_text())
+        config["config"]["task"]["op"] = "random"
+        summary = json.loads((copy / "summary.json").read_text())
+        summary.update(status="memorized", grokking_step=None, gap=None)
+        atomic_write_json(copy / "config.json", config)
+        atomic_write_json(copy / "summary.json", summary)
+    copies = [str(c) for c in sorted(matched.iterdir())]
+    result = warn_sweep([fake_sweep], progress=False, matched_controls=copies)
+    assert sorted(r.role for r in result.runs) == ["control"] * 3 + ["grokking"] * 3 + ["matched"] * 3
+    assert result.differences == {"control": ["optim.weight_decay"], "matched": ["task.op"]}
+    for rule in ALARM_RULES:
+        s, m = result.stats[rule.name], result.matched_stats[rule.name]
+        assert (m.n_grokking, m.n_controls) == (3, 3)
+        grok_levels = [max_level(r.signals[rule.name], rule.persist) for r in result.of_role("grokking")]
+        ctrl_levels = [max_level(r.signals[rule.name], rule.persist, stop_at_grok=False) for r in result.of_role("matched")]
+        assert m.auroc == pytest.approx(auroc(grok_levels, ctrl_levels))
+        assert m.auroc_interval.low <= m.auroc <= m.auroc_interval.high
+        assert s.auroc_interval is not None
+    table = alarm_table(result)
+    assert "differ in: optim.weight_decay" in table and "differ in: task.op" in table
+    data_dir = tmp_path / "data"
+    out = tmp_path / "warn.md"
+    flags = [arg for c in copies for arg in ("--matched-controls", c)]
+    assert main(["warn", str(fake_sweep), *flags, "--out", str(out), "--data-dir", str(data_dir), "--no-progress"]) == 0
+    rows = (data_dir / "alarms.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(ALARM_RULES) and rows[0].startswith("diagnostic,controls,differ_in")
+    assert "matched controls" in out.read_text()
+    assert main(["warn", str(fake_sweep), "--matched-controls", "optim.weight_decay=1.0", "--out", str(out),
+                 "--no-progress"]) == 2  # the scored runs themselves cannot be matched controls

@@ -137,6 +137,33 @@ def cell_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]
     return columns, rows
 
 
+def calibration_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
+    """The candidates (one seed each), then the chosen setting over the geometry reproduction's seeds at
+    β1 0.9 (the write-up's default AdamW) and β1 0 (its gap must stay a few hundred steps): medians with
+    bootstrap CIs, and the CPU cost of a step (1000 / the run's steps per second, one thread, shared machine)."""
+    from .repro_data import DATA_DIR, load_data
+
+    columns = ["setting", "runs", "status", "median memorized [CI]", "median grokked [CI]", "median gap [CI]",
+               "ms / step (1 thread)", "target"]
+
+    def row(label, members, target):
+        done = [r for r in members if r.finished]
+        ms = [1000 / r.summary["steps_per_s"] for r in done if r.summary.get("steps_per_s")]
+        grokked = [r for r in done if r.summary["status"] == "grokked"]
+        return [label, str(len(done)), "/".join(sorted({r.summary["status"] for r in done})) or "unfinished",
+                median_ci(done, "memorization_step"), median_ci(grokked, "grokking_step"), median_ci(grokked, "gap"),
+                fmt(float(np.median(ms))) if ms else "–", target]
+
+    rows = [row(f"candidate {v['arm']}, β1 0.9", m, reference.get(v["arm"], "–")) for v, m in cells(data, ["arm"])]
+    geometry_dir = DATA_DIR / "geometry"
+    if (geometry_dir / "runs.csv").is_file():
+        geometry = load_data("geometry", geometry_dir)
+        for beta1, target in ((0.9, "grok ≈ 1,500"), (0.0, "gap of a few hundred steps")):
+            members = [r for r in geometry.records if r.values.get("optim.beta1") == beta1]
+            rows.append(row(f"chosen (30 % train, lr 3e-3), β1 {beta1} (geometry runs)", members, target))
+    return columns, rows
+
+
 def speedup_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
     """Per arm (one run each, or medians over seeds): grokking step and speed-up vs the "baseline" arm."""
     columns = ["arm", "runs", "status", "memorized", "grokked", "speed-up vs baseline", "source: epochs (speed-up)",
@@ -354,6 +381,34 @@ def export_figures(figures: dict, docs_dir: Path, name: str) -> list[str]:
     return written
 
 
+MATMUL_GFLOPS_PER_THREAD = 91.0  # fp32 matmul at the `fast` preset's shapes, one thread (DESIGN.md's measured facts)
+
+
+def checkpoints(spec: SweepSpec) -> str:
+    """What the runs write besides their metrics, and why that is affordable."""
+    t = spec.base_config().train
+    return (f"a checkpoint every {t.ckpt_every:,} steps and a resume state every {t.state_every:,} (so any run can "
+            "be replayed or forked; at the default 50 / 500 they cost ~2 % of the `fast` loop's CPU time, "
+            "bench/bench_loop.py)")
+
+
+def throughput(repro: Reproduction, data: ReproData) -> str:
+    """Runs per hour per worker and the matmul rate achieved (`config.step_flops` x steps ÷ wall time) as a
+    fraction of one thread's fp32 matmul limit; '' when no finished run has a wall time."""
+    from ..config import step_flops
+
+    configs = {run.name: run.config for spec in repro.specs for run in spec.runs()}
+    done = [r for r in data.finished() if r.summary.get("wall_time_s") and r.name in configs]
+    wall = sum(r.summary["wall_time_s"] for r in done)
+    if not done or wall <= 0:
+        return ""
+    flops = sum(step_flops(configs[r.name]) * (r.summary.get("final_step") or 0) for r in done)
+    rate = flops / wall / 1e9
+    return (f" Throughput: {3600 * len(done) / wall:.0f} runs per hour per worker; {rate:.0f} GFLOP/s per worker "
+            f"({100 * rate / MATMUL_GFLOPS_PER_THREAD:.0f} % of one thread's ~{MATMUL_GFLOPS_PER_THREAD:.0f} GFLOP/s "
+            f"fp32 matmul limit; wall times include other processes' load).")
+
+
 def _setup(repro: Reproduction, data: ReproData) -> str:
     def grid(spec):
         g = spec.to_dict()["grid"]
@@ -365,9 +420,10 @@ def _setup(repro: Reproduction, data: ReproData) -> str:
     return (f"preset `{spec.preset}`, overrides `{json.dumps(spec.overrides)}`; cells: {grid(spec)}"
             + (f", arms {', '.join(spec.arms)}" if spec.arms else "")
             + "".join(f"; and {grid(p)}" for p in repro.parts)
-            + f"; step budget {data.sweep['steps']:,}; {data.sweep['machine']}, one torch thread per run. "
+            + f"; step budget {data.sweep['steps']:,}; {checkpoints(spec)}; {data.sweep['machine']}, one torch "
+            "thread per run. "
             f"{len(data.finished())} of {len(data.records)} runs finished; their CPU time: "
-            f"{sum(walls) / 3600:.2f} h (sum of run wall times)."
+            f"{sum(walls) / 3600:.2f} h (sum of run wall times)." + throughput(repro, data)
             + (f" Data transcribed from {data.sweep['transcribed_from']}." if data.sweep.get("transcribed_from") else ""))
 
 

@@ -97,12 +97,30 @@ def export_figures(figures: dict[str, go.Figure], out_dir: str | Path, format: s
         images = _kaleido_images(list(figures.values()), format, width, height, scale)
     else:
         images = _chromium_images(list(figures.values()), format, width, height, scale)
+    if format == "svg":
+        images = [stable_svg_ids(data) for data in images]
     paths = []
     for stem, data in zip(figures, images):
         path = out_dir / f"{stem}.{format}"
         atomic_write_bytes(path, data)
         paths.append(path)
     return paths
+
+
+def stable_svg_ids(svg: bytes) -> bytes:
+    """Replace plotly's random per-render ids (each trace's `traceXXXXXX` class, and the figure's 6 hex
+    digits of `defs-XXXXXX`, reused in every clip-path id) by ids from the trace order and the content, so
+    the same figure always writes the same bytes and a rebuilt page does not churn its committed SVGs."""
+    import hashlib
+
+    traces = dict.fromkeys(re.findall(rb"\btrace([0-9a-f]{6})\b", svg))
+    for i, uid in enumerate(traces):
+        svg = re.sub(rb"\btrace" + uid + rb"\b", b"trace%06x" % i, svg)
+    match = re.search(rb'id="defs-([0-9a-f]{6})"', svg)
+    if match is None:
+        return svg
+    uid = match.group(1)
+    return svg.replace(uid, hashlib.sha256(svg.replace(uid, b"")).hexdigest()[:6].encode())
 
 
 def export_figure(fig: go.Figure, path: str | Path, format: str | None = None, width: int | None = None,

@@ -8,7 +8,8 @@
 Every file is written to a temporary name, fsynced and renamed. Only safetensors, JSON and CSV are read
 back; nothing is unpickled.
 
-- `_files`: the file primitives (atomic writes, tensors, CSV, versions, the lock);
+- `_files`: the file primitives (atomic writes, tensors, JSON, CSV, versions, the lock);
+- `_metrics`: metrics.csv, appended by whole rows and read back checked;
 - `_writer`: `RunWriter`, the one writer of a run directory;
 - `_summary`: `ACC_THRESHOLD`, `FINAL_STATUSES`, `Milestones`, `summarize` (summary.json);
 - `_run`: `Run`, the reader;
@@ -22,8 +23,9 @@ import importlib
 _EXPORTS = {
     "RunError": "_files", "RunLock": "_files", "STEP_RE": "_files", "TEMP_RE": "_files",
     "atomic_write_bytes": "_files", "atomic_write_json": "_files", "content_digest": "_files",
-    "list_steps": "_files", "load_tensors": "_files", "read_json": "_files", "read_metrics_columns": "_files",
-    "read_metrics_csv": "_files", "read_tensors": "_files", "records_hashes": "_files", "remove_orphan_temp_files": "_files",
+    "list_steps": "_files", "load_tensors": "_files", "read_json": "_files", "read_metrics_columns": "_metrics",
+    "read_metrics_csv": "_metrics", "MetricsAppender": "_metrics", "read_tensors": "_files",
+    "records_hashes": "_files", "remove_orphan_temp_files": "_files",
     "remove_stale_temp_files": "_files", "save_tensors": "_files", "step_filename": "_files",
     "versions": "_files", "write_csv": "_files", "write_metrics_csv": "_files", "HASH_KEY": "_integrity",
     "RECOVERY": "_integrity", "check_metrics_bytes": "_integrity", "csv_prefix": "_integrity",

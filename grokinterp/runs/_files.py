@@ -16,7 +16,6 @@ import fcntl
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import subprocess
@@ -24,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
@@ -234,19 +232,29 @@ def write_csv(path: Path, rows: list[dict], cell) -> bytes:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([cell(row.get(c)) for c in columns])
-    data = buffer.getvalue().encode()
+    data = _csv_text(rows, columns, cell, header=True).encode()
     atomic_write_bytes(Path(path), data)
     return data
 
 
+def _csv_text(rows: list[dict], columns: list[str], cell, header: bool) -> str:
+    """CSV lines (each ending in a newline) of `rows` over `columns`, after the header line if `header`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    for row in rows:
+        writer.writerow([cell(row.get(c)) for c in columns])
+    return buffer.getvalue()
+
+
 def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> bytes:
     """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr); returns the bytes."""
-    return write_csv(path, rows, lambda x: "" if _isnan(x) else _fmt(x))
+    return write_csv(path, rows, _metric_cell)
+
+
+def _metric_cell(x) -> str:
+    return "" if _isnan(x) else _fmt(x)
 
 
 def _isnan(x) -> bool:
@@ -255,66 +263,6 @@ def _isnan(x) -> bool:
 
 def _fmt(x) -> str:
     return str(int(x)) if isinstance(x, int) else repr(float(x))
-
-
-def read_metrics_csv(path: Path, data: bytes | None = None, consecutive: bool = False) -> list[dict[str, float]]:
-    """metrics.csv's rows (see `parse_metrics_csv`)."""
-    return parse_metrics_csv(path, data, consecutive)[1]
-
-
-def parse_metrics_csv(path: Path, data: bytes | None = None,
-                      consecutive: bool = False) -> tuple[list[str], list[dict[str, float]]]:
-    """metrics.csv's header and rows (NaN = not measured), checked: UTF-8, a `step` column, every row complete and
-    numeric, steps strictly increasing (and, if `consecutive`, one row per step).
-
-    Raises:
-        RunError: naming the file, the line or step, and what is wrong.
-    """
-    path = Path(path)
-    try:
-        text = (_read_bytes(path) if data is None else data).decode("utf-8")
-    except FileNotFoundError:
-        raise RunError(f"{path} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise RunError(f"{path} is not UTF-8 text ({e}); {recovery_hint(path)}") from None
-    lines = list(csv.reader(io.StringIO(text, newline="")))
-    if not lines:
-        return [], []
-    header = lines[0]
-    if "step" not in header or len(set(header)) != len(header):
-        raise RunError(f"{path} has no 'step' column or repeats a column (header {header[:5]}...); {recovery_hint(path)}")
-    rows, previous = [], None
-    for number, cells in enumerate(lines[1:], start=2):
-        row = _metrics_row(path, number, header, cells)
-        step = row["step"]
-        if not math.isfinite(step) or step != int(step):
-            raise RunError(f"{path} line {number}: step {step!r} is not a whole number; {recovery_hint(path)}")
-        if previous is not None and step <= previous:
-            what = "is repeated" if step == previous else f"comes after step {previous:g}"
-            raise RunError(f"{path} line {number}: step {step:g} {what}; {recovery_hint(path)}")
-        if consecutive and previous is not None and step != previous + 1:
-            raise RunError(f"{path} line {number}: steps {previous + 1:g} to {step - 1:g} are missing; "
-                           f"{recovery_hint(path)}")
-        rows.append(row)
-        previous = step
-    return header, rows
-
-
-def _metrics_row(path: Path, number: int, header: list[str], cells: list[str]) -> dict[str, float]:
-    """One parsed metrics row; a short, long or non-numeric row raises RunError naming the line."""
-    if len(cells) != len(header):
-        raise RunError(f"{path} line {number} has {len(cells)} cells for {len(header)} columns (truncated or "
-                       f"corrupted); {recovery_hint(path)}")
-    try:
-        return {k: (float(v) if v != "" else float("nan")) for k, v in zip(header, cells)}
-    except ValueError as e:
-        raise RunError(f"{path} line {number}: {e}; {recovery_hint(path)}") from None
-
-
-def read_metrics_columns(path: Path, data: bytes | None = None, consecutive: bool = False) -> dict[str, np.ndarray]:
-    """metrics.csv as column name -> float64 array (NaN = not measured); {} for an empty file."""
-    columns, rows = parse_metrics_csv(path, data, consecutive)
-    return {c: np.array([r[c] for r in rows], dtype=np.float64) for c in columns}
 
 
 def versions() -> dict[str, str]:

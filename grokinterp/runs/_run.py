@@ -11,8 +11,8 @@ from torch import Tensor
 from ..config import ConfigError, RunConfig
 from ..model import Transformer, build_model
 from ..tasks import ModularTask, make_task
-from ._files import (RunError, list_steps, load_tensors, read_json, read_metrics_columns, records_hashes, recovery_hint,
-                     step_filename)
+from ._files import RunError, list_steps, load_tensors, read_json, records_hashes, recovery_hint, step_filename
+from ._metrics import read_metrics_columns
 from ._integrity import METRICS_KEY
 from ._checks import check_split, check_state_dict, metrics_record, read_checked_metrics
 from ._summary import FINAL_STATUSES

@@ -30,6 +30,21 @@ class Milestones:
         if self.grokking_step is None and test_acc is not None and train_acc >= ACC_THRESHOLD and test_acc >= ACC_THRESHOLD:
             self.grokking_step = step
 
+    @classmethod
+    def of_columns(cls, steps, train_acc, test_acc) -> "Milestones":
+        """The milestones of whole metric columns (NaN test accuracy: not evaluated), as `update` row by row
+        would find them; used to follow a run still training from its metrics.csv.
+
+        >>> Milestones.of_columns([0, 1, 2, 3], [0.5, 0.995, 1.0, 1.0], [0.1, float("nan"), 0.4, 0.999])
+        Milestones(memorization_step=1, grokking_step=3, diverged_step=None)
+        """
+        steps = np.asarray(steps)
+        train, test = np.asarray(train_acc, dtype=float), np.asarray(test_acc, dtype=float)
+        memorized = np.flatnonzero(train >= ACC_THRESHOLD)
+        grokked = np.flatnonzero((train >= ACC_THRESHOLD) & (test >= ACC_THRESHOLD))  # NaN compares False
+        return cls(memorization_step=int(steps[memorized[0]]) if len(memorized) else None,
+                   grokking_step=int(steps[grokked[0]]) if len(grokked) else None)
+
     @property
     def status(self) -> str:
         if self.diverged_step is not None:

@@ -31,6 +31,7 @@ from ._files import (
     write_metrics_csv,
 )
 from ._integrity import METRICS_KEY, lines_digest, metrics_record, seal_json
+from ._metrics import MetricsAppender
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.safetensors"
@@ -54,8 +55,9 @@ class RunWriter:
         self.path = Path(path)
         self.existed = False
         self._check = check
-        self._metrics: dict | None = None  # the record of the last metrics.csv written
+        self._record: dict | None = None  # {"rows", "sha256"} of the metrics.csv written last
         self._lock = RunLock(self.path)
+        self._appender: MetricsAppender | None = None
 
     def __enter__(self) -> "RunWriter":
         self._created = [p for p in (self.path, self.path / "ckpt", self.path / "state") if not p.exists()]
@@ -105,7 +107,7 @@ class RunWriter:
         """state/step_N.safetensors: everything else a resume needs at `step`, with the hash of the metrics.csv
         rows written before it (so a resume point's rows are checkable); `metrics_rows`: record the hash of
         that many rows of the metrics.csv on disk instead (a repaired state)."""
-        record = self._metrics
+        record = self._record
         if metrics_rows is not None:
             data = (self.path / METRICS_FILE).read_bytes()
             record = {"rows": metrics_rows, "sha256": lines_digest(data, metrics_rows) or ""}
@@ -113,22 +115,38 @@ class RunWriter:
         self._save(self.path / "state" / step_filename(step), tensors, meta)
 
     def write_metrics(self, rows: list[dict]) -> None:
-        """metrics.csv: one row per step; its hash goes into the next state file and summary.json."""
+        """metrics.csv: one row per step, the whole file at once; its hash goes into the next state file and
+        summary.json."""
         self._written.append(self.path / METRICS_FILE)
-        self._metrics = metrics_record(write_metrics_csv(self.path / METRICS_FILE, rows))
+        self._record = metrics_record(write_metrics_csv(self.path / METRICS_FILE, rows))
+
+    def start_metrics(self, rows: list[dict]) -> None:
+        """Rewind metrics.csv to `rows` (atomically: a resume drops the rows of the steps it redoes and any torn
+        tail a kill left), ready for `append_metrics`."""
+        self._written.append(self.path / METRICS_FILE)
+        self._appender = MetricsAppender(self.path / METRICS_FILE, rows)
+        self._record = self._appender.record()
+
+    def append_metrics(self, rows: list[dict]) -> None:
+        """Grow metrics.csv to `rows` by appending the rows not yet written, as whole lines (a reader following a
+        live run never sees a torn row); `rows` only ever grows after `start_metrics`."""
+        if self._appender is None:
+            raise RuntimeError("append_metrics before start_metrics")
+        self._appender.write(rows)
+        self._record = self._appender.record()
 
     def write_summary(self, summary: dict) -> None:
         """summary.json, with the hash of the metrics.csv this writer wrote (if it wrote one)."""
         summary = {k: v for k, v in summary.items() if k != METRICS_KEY}
-        if self._metrics is not None:
-            summary[METRICS_KEY] = self._metrics
+        if self._record is not None:
+            summary[METRICS_KEY] = self._record
         self.write_json(SUMMARY_FILE, summary)
 
     def update_summary(self, **fields) -> None:
         """Add `fields` to the existing summary.json (checked first), keeping its metrics hash."""
         summary, _ = read_json(self.path / SUMMARY_FILE)
-        if self._metrics is None and isinstance(summary.get(METRICS_KEY), dict):
-            self._metrics = summary[METRICS_KEY]
+        if self._record is None and isinstance(summary.get(METRICS_KEY), dict):
+            self._record = summary[METRICS_KEY]
         self.write_summary({**summary, **fields})
 
     def write_json(self, name: str, obj, sort_keys: bool = True) -> None:

@@ -2,8 +2,9 @@
 
 `train_run(config, out)` writes the run directory through `runs.RunWriter`, then repeats
 `Trainer.train_step` (one full-batch step, `_step.py`) until `should_stop`: a checkpoint every
-`train.ckpt_every` steps, a resume point (state + metrics.csv) every `train.state_every`, summary.json at
-the end. A killed run resumes bit-identically on CPU at the same thread count (`resume=True`).
+`train.ckpt_every` steps (metrics.csv grows by the rows since the last one, so a live run can be
+followed), a resume point (state) every `train.state_every`, summary.json at the end. A killed run
+resumes bit-identically on CPU at the same thread count (`resume=True`).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
     """Train `config` into the run directory `out` (or continue it with `resume=True`); returns the Run.
 
     Writes config.json, split, checkpoints every `train.ckpt_every` steps, resume state every
-    `train.state_every`, metrics.csv (rewritten with each state), and summary.json at the end.
+    `train.state_every`, metrics.csv (rows appended at every checkpoint, so a live run can be followed), and
+    summary.json at the end.
     """
     out = Path(out)
     build_plugins(config)  # an unknown plug-in or bad plug-in arguments: a ConfigError before anything is written
@@ -104,6 +106,7 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
                 trainer.model.load_state_dict(model_state, strict=True)
                 trainer.load_state_dict(trainer_state)
                 wall_before = float(trainer_state.get("trainer/wall_time_s", torch.tensor(0.0)))
+            writer.start_metrics(rows)  # rewound to the resume point
             writer.write_summary({"status": "running", "final_step": trainer.step})
             return _loop(trainer, writer, rows, wall_before, progress)
     finally:
@@ -121,12 +124,12 @@ def should_stop(trainer: Trainer) -> bool:
 
 def _save_point(trainer: Trainer, writer: RunWriter, ckpt: bool, state: bool, wall_time_s: float,
                 rows: list[dict] | None = None) -> None:
-    """Checkpoint, then metrics.csv (`rows`, when given), then the state: a resume point (a state file)
-    only ever exists once the metrics of every step before it are on disk."""
+    """Checkpoint, then metrics.csv (`rows` appended, when given), then the state: a resume point (a state
+    file) only ever exists once the metrics of every step before it are on disk."""
     if ckpt:
         writer.write_checkpoint(trainer.step, trainer.model.state_dict())
     if rows is not None:
-        writer.write_metrics(rows)
+        writer.append_metrics(rows)
     if state:
         tensors = trainer.state_dict()
         tensors["trainer/wall_time_s"] = torch.tensor(wall_time_s, dtype=torch.float64)
@@ -161,7 +164,7 @@ def _loop(trainer: Trainer, writer: RunWriter, rows: list[dict], wall_before: fl
             last_test = (row["test_loss"], row["test_acc"])
         if trainer.step % train.ckpt_every == 0 or trainer.step % train.state_every == 0:
             state = trainer.step % train.state_every == 0
-            _save_point(trainer, writer, ckpt=True, state=state, wall_time_s=elapsed(), rows=rows if state else None)
+            _save_point(trainer, writer, ckpt=True, state=state, wall_time_s=elapsed(), rows=rows)
         if row["step"] % 10 == 0:
             bar.set_postfix_str(
                 f"train {row['train_loss']:.3g}/{row['train_acc']:.3f} test {last_test[0]:.3g}/{last_test[1]:.3f}",
@@ -173,7 +176,7 @@ def _loop(trainer: Trainer, writer: RunWriter, rows: list[dict], wall_before: fl
         _save_point(trainer, writer, ckpt=True, state=True, wall_time_s=elapsed(), rows=rows)
     else:
         _discard_from(out, trainer.milestones.diverged_step)
-        writer.write_metrics(rows)
+        writer.append_metrics(rows)
     summary = summarize(trainer.milestones, rows, trainer.step, elapsed(), trainer.step)
     writer.write_summary(summary)
     if progress:

@@ -1,12 +1,13 @@
-"""Early warning of grokking across runs (the related-work papers): alarm rules, the alarm benchmark and the delay laws' delay laws.
+"""Early warning of grokking across runs (the related-work papers): alarm rules, the alarm benchmark and the
+delay laws.
 
-Per-run diagnostics the per-run signals live in `grokinterp.analysis` (`warning_diagnostics`); this package sits at
-the sweep level: it scores every diagnostic's alarm on grokking runs against thresholds set on control runs
-(`grokinterp warn SWEEP_DIR`), and fits the delay laws of the delay laws with bootstrap confidence intervals.
+The per-run signals live in `grokinterp.analysis.warning` (`warning_diagnostics`); this package sits at the
+sweep level: it scores every signal's alarm on grokking runs against thresholds set on control runs
+(`grokinterp warn SWEEP_DIR`), and fits the delay laws with bootstrap confidence intervals.
 
 >>> from grokinterp.experiments.warning import warn_sweep, write_warn_markdown, write_lead_time_svg
 >>> result = warn_sweep(["checkpoints/sweep_warn"], controls=["optim.weight_decay=0"])   # doctest: +SKIP
->>> result.stats["The weight-norm signal weight-norm decline"].median_lead                                 # doctest: +SKIP
+>>> result.stats["D9 weight-norm decline"].median_lead                                   # doctest: +SKIP
 """
 
 import importlib

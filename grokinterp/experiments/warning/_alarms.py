@@ -14,7 +14,8 @@ its window, so no calibration control would alarm. Per rule, over the grokking r
 - false alarms: each control scored with theta from the *other* controls (leave-one-out), the fraction
   that alarm. With theta = the max over n - 1 exchangeable controls, about 1/n is expected by chance;
 - AUROC: grokking runs against controls, scored by the largest persistent level in their windows
-  (threshold-free; Mann-Whitney with ties counted one half; a run without any finite level scores lowest).
+  (threshold-free; Mann-Whitney with ties counted one half; a run without any finite level scores lowest),
+  with a stratified bootstrap 95 % interval (`grokinterp.stats.auroc_ci`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ...stats import Estimate, auroc, auroc_ci
 
 
 @dataclass(frozen=True)
@@ -95,21 +98,6 @@ def calibrate_threshold(controls: Sequence[RunSignal], persist: int = 1) -> floa
     return max(finite) if finite else math.nan
 
 
-def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """P(score of a positive > score of a negative) + P(tie) / 2; NaN scores count as -inf.
-
-    >>> auroc([3.0, 4.0], [1.0, 2.0]), auroc([1.0], [1.0]), auroc([float("nan")], [0.0])
-    (1.0, 0.5, 0.0)
-    """
-    pos = np.nan_to_num(np.asarray(positive, dtype=np.float64), nan=-np.inf)
-    neg = np.nan_to_num(np.asarray(negative, dtype=np.float64), nan=-np.inf)
-    if len(pos) == 0 or len(neg) == 0:
-        return math.nan
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
-
-
 @dataclass(frozen=True)
 class AlarmStats:
     """The benchmark of one alarm rule over grokking runs and controls (definitions in the module docstring)."""
@@ -122,6 +110,7 @@ class AlarmStats:
     n_false_alarms: int
     auroc: float
     alarm_steps: dict[str, int | None] = field(default_factory=dict)
+    auroc_interval: Estimate | None = None  # stratified bootstrap over grokking runs and controls
 
     @property
     def fired_fraction(self) -> float:
@@ -163,5 +152,7 @@ def benchmark_alarm(grokking: Sequence[RunSignal], controls: Sequence[RunSignal]
         step = alarm_step(c, calibrate_threshold(others, persist), persist, stop_at_grok=False)
         alarm_steps[c.name] = step
         false_alarms += step is not None
-    score = auroc([max_level(g, persist) for g in grokking], [max_level(c, persist, stop_at_grok=False) for c in controls])
-    return AlarmStats(threshold, len(grokking), len(leads), leads, len(controls), false_alarms, score, alarm_steps)
+    interval = auroc_ci([max_level(g, persist) for g in grokking],
+                        [max_level(c, persist, stop_at_grok=False) for c in controls])
+    return AlarmStats(threshold, len(grokking), len(leads), leads, len(controls), false_alarms, interval.value,
+                      alarm_steps, interval)

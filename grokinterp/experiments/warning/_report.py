@@ -16,7 +16,7 @@ from ...report import lead_time_strip_figure, lead_time_strip_svg
 from ...runs import atomic_write_bytes
 from ._delay_laws import LawFit
 from ._signals import ALARM_RULES
-from ._sweep import WarnResult, law_summary
+from ._sweep import ROLES, WarnResult, law_summary
 
 
 def _num(x, digits: int = 3) -> str:
@@ -34,17 +34,57 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _auroc(s) -> str:
+    ci = s.auroc_interval
+    if ci is None or not math.isfinite(ci.low):
+        return _num(s.auroc, 2)
+    return f"{s.auroc:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+
+
+def _group_cells(s) -> list[str]:
+    iqr = f"{_step(s.lead_quantile(0.25))}–{_step(s.lead_quantile(0.75))}" if s.leads else "—"
+    return [f"{s.n_fired}/{s.n_grokking}", _step(s.median_lead), iqr, f"{s.n_false_alarms}/{s.n_controls}",
+            _auroc(s), _num(s.threshold)]
+
+
+GROUP_COLUMNS = ("fired before grokking", "median lead (steps)", "lead IQR", "false alarms on controls (LOO)",
+                 "AUROC [95% CI]", "θ")
+
+
 def alarm_table(result: WarnResult) -> str:
-    """The Markdown table: one row per alarm rule."""
-    head = ("| diagnostic | alarm signal (fires when above θ) | fired before grokking | median lead (steps) "
-            "| lead IQR | false alarms on controls (LOO) | AUROC | θ |\n|---|---|---|---|---|---|---|---|\n")
-    rows = []
+    """The Markdown table: one row per alarm rule; with matched controls, a second block of columns whose
+    thresholds come from them. The header names what each control group differs in from the scored runs."""
+    groups = [("control", result.stats)] + ([("matched", result.matched_stats)] if result.matched_stats else [])
+    columns = ["diagnostic", "alarm signal (fires when above θ)"]
+    for group, _ in groups:
+        label = "matched controls" if group == "matched" else "controls"
+        differ = ", ".join(result.differences.get(group, [])) or "nothing but seeds"
+        columns += [f"{c} — {label} (differ in: {differ})" if i == 0 else c for i, c in enumerate(GROUP_COLUMNS)]
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     for rule in ALARM_RULES:
-        s = result.stats[rule.name]
-        iqr = f"{_step(s.lead_quantile(0.25))}–{_step(s.lead_quantile(0.75))}" if s.leads else "—"
-        rows.append(f"| {_cell(rule.name)} | {_cell(rule.description)} | {s.n_fired}/{s.n_grokking} | {_step(s.median_lead)} "
-                    f"| {iqr} | {s.n_false_alarms}/{s.n_controls} | {_num(s.auroc, 2)} | {_num(s.threshold)} |")
-    return head + "\n".join(rows) + "\n"
+        cells = [rule.name, rule.description]
+        for _, stats in groups:
+            cells += _group_cells(stats[rule.name])
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+ALARM_DATA_COLUMNS = ["diagnostic", "controls", "differ_in", "fired", "n", "median_lead", "lead_q25", "lead_q75",
+                      "false_alarms", "n_controls", "auroc", "auroc_low", "auroc_high", "threshold"]
+
+
+def alarm_rows(result: WarnResult) -> list[list]:
+    """The benchmark as plain rows (ALARM_DATA_COLUMNS), one per rule and control group: the committed data
+    the claims ledger reads (`docs/reproductions/data/warn/alarms.csv`)."""
+    rows = []
+    for group, stats in (("control", result.stats), ("matched", result.matched_stats)):
+        for rule in ALARM_RULES if stats else ():
+            s = stats[rule.name]
+            ci = s.auroc_interval
+            rows.append([rule.name, group, " ".join(result.differences.get(group, [])), s.n_fired, s.n_grokking,
+                         s.median_lead, s.lead_quantile(0.25), s.lead_quantile(0.75), s.n_false_alarms, s.n_controls,
+                         s.auroc, ci.low if ci else math.nan, ci.high if ci else math.nan, s.threshold])
+    return rows
 
 
 def _runs_table(result: WarnResult) -> str:
@@ -115,15 +155,21 @@ def _delay_law_lines(result: WarnResult) -> str:
 def write_warn_markdown(result: WarnResult, out: Path, figure: Path, command: str = "") -> Path:
     """Write the benchmark's Markdown page (atomically): the table, the figure's link, per-run facts, the delay laws."""
     out, figure = Path(out), Path(figure)
-    counts = {role: len(result.of_role(role)) for role in ("grokking", "control", "control_grokked", "not_grokked")}
+    counts = {role: len(result.of_role(role)) for role in ROLES}
     rel = os.path.relpath(figure, out.parent)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    matched = f"; matched controls: {', '.join(result.matched_controls)}" if result.matched_controls else ""
+    n_matched = f" and {counts['matched']} matched controls" if result.matched_controls else ""
     text = f"""# Early warning of grokking: alarm benchmark (related work on early warning)
 
 Written by `{command or 'grokinterp warn'}` on {when} ({result.wall_time_s:.0f} s).
-Runs from {', '.join(str(s) for s in result.sources)}; controls: {', '.join(result.controls)}.
-Scored: {counts['grokking']} grokking runs; calibration: {counts['control']} controls that never grokked
-(left out: {counts['control_grokked']} controls that grokked, {counts['not_grokked']} other runs that did not grok).
+Runs from {', '.join(str(s) for s in result.sources)}; controls: {', '.join(result.controls)}{matched}.
+Scored: {counts['grokking']} grokking runs; calibration: {counts['control']} controls{n_matched} that never grokked
+(left out: {counts['control_grokked'] + counts['matched_grokked']} controls that grokked, {counts['not_grokked']} other
+runs that did not grok). A control group that differs from the grokking runs in something a signal responds to
+(weight decay shrinks the weight norm and the logit scale whether or not a run groks) separates them for that
+reason alone: the table's header names what each group differs in, and only the matched controls, which share
+the grokking runs' weight decay but cannot generalize, isolate a warning of grokking itself.
 
 Each rule's threshold θ is set on the controls only: the largest level any control reaches after its
 memorization step, so no calibration control alarms. A grokking run is scored on [T_mem, T_grok):

@@ -4,7 +4,7 @@ Runs are split into roles: *controls* (matched by `--controls`: a KEY=VALUE filt
 default `optim.weight_decay=0`, or a sweep / run directory) that never grokked calibrate the thresholds;
 the other runs that grokked are scored. Controls that grokked and scored runs that did not are listed and
 left out. Per run, `warning_diagnostics` (cached in the run) gives every signal; `_alarms` scores them;
-the delay laws' delay laws are fitted where the sweep varies what they need.
+the delay laws are fitted where the sweep varies what they need.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ._delay_laws import (FirstPassageRun, LawFit, first_passage_run, fit_expone
 from ._signals import ALARM_RULES
 
 DEFAULT_CONTROLS = ("optim.weight_decay=0",)
-ROLES = ("grokking", "control", "control_grokked", "not_grokked")
+ROLES = ("grokking", "control", "control_grokked", "matched", "matched_grokked", "not_grokked")
 
 
 @dataclass
@@ -56,6 +56,9 @@ class WarnResult:
     stats: dict[str, AlarmStats]
     delay_laws: dict[str, object]
     wall_time_s: float
+    matched_controls: list[str] = field(default_factory=list)
+    matched_stats: dict[str, AlarmStats] = field(default_factory=dict)  # thresholds from the matched controls
+    differences: dict[str, list[str]] = field(default_factory=dict)  # role -> config keys where it differs
 
     def of_role(self, role: str) -> list[WarnRun]:
         return [r for r in self.runs if r.role == role]
@@ -87,8 +90,8 @@ def _run_dirs(path: Path) -> list[tuple[str, Path, str]]:
     raise ConfigError(f"{path} is neither a sweep directory (no {SWEEP_FILE}) nor a run directory (no config.json)")
 
 
-def assign_roles(sources: Sequence[Path], controls: Sequence[str]) -> list[tuple[str, Path, str, bool]]:
-    """(name, path, status, is_control) of every finished run of `sources` and of control directories."""
+def _parse_controls(controls: Sequence[str], flag: str = "--controls") -> tuple[list[tuple[str, object]], list[Path]]:
+    """KEY=VALUE filters and control directories of a --controls list."""
     filters, control_dirs = [], []
     for item in controls:
         if Path(item).is_dir():
@@ -96,21 +99,53 @@ def assign_roles(sources: Sequence[Path], controls: Sequence[str]) -> list[tuple
             continue
         key, eq, value = item.partition("=")
         if not eq or "." not in key:
-            raise ConfigError(f"--controls {item!r} must be KEY=VALUE (e.g. optim.weight_decay=0) or a directory")
+            raise ConfigError(f"{flag} {item!r} must be KEY=VALUE (e.g. optim.weight_decay=0) or a directory")
         filters.append((key, parse_literal(value)))
+    return filters, control_dirs
+
+
+def assign_roles(sources: Sequence[Path], controls: Sequence[str],
+                 matched_controls: Sequence[str] = ()) -> list[tuple[str, Path, str, str | None]]:
+    """(name, path, status, group) of every finished run of `sources` and of control directories; group is
+    "control", "matched" (a run of the matched-control group) or None (a run to score)."""
+    groups = {"control": _parse_controls(controls), "matched": _parse_controls(matched_controls, "--matched-controls")}
     seen, out = set(), []
     for source in sources:
         for name, path, status in _run_dirs(Path(source)):
             run = Run(path)
-            is_control = bool(filters) and all(_same(_config_value(run, k), v) for k, v in filters)
-            out.append((name, path, status, is_control))
+            member = [g for g, (filters, _) in groups.items()
+                      if filters and all(_same(_config_value(run, k), v) for k, v in filters)]
+            if len(member) > 1:
+                raise ConfigError(f"{path} matches both --controls and --matched-controls; make the filters exclusive")
+            out.append((name, path, status, member[0] if member else None))
             seen.add(path.resolve())
-    for directory in control_dirs:
-        for name, path, status in _run_dirs(directory):
-            if path.resolve() not in seen:
-                out.append((name, path, status, True))
-                seen.add(path.resolve())
+    for group, (_, control_dirs) in groups.items():
+        for directory in control_dirs:
+            for name, path, status in _run_dirs(directory):
+                if path.resolve() not in seen:
+                    out.append((name, path, status, group))
+                    seen.add(path.resolve())
     return out
+
+
+def config_differences(reference: Sequence[Path], others: Sequence[Path]) -> list[str]:
+    """The resolved-config keys (section.name; seeds and training cadence left out) whose set of values among
+    `others` differs from that among `reference`: what separates a control group from the scored runs."""
+    ignore = {"model.seed", "task.seed", "train.seed"}
+
+    def values(paths):
+        out: dict[str, set] = {}
+        for path in paths:
+            for section, fields in Run(path).config.to_dict().items():
+                for key, value in (fields.items() if isinstance(fields, dict) else [("", fields)]):
+                    out.setdefault(f"{section}.{key}" if key else section, set()).add(repr(value))
+        return out
+
+    def compared(key: str) -> bool:  # checkpoint cadence, threads and the like do not change what is learned
+        return key not in ignore and (not key.startswith("train.") or key == "train.steps")
+
+    ref, oth = values(reference), values(others)
+    return sorted(k for k in set(ref) | set(oth) if compared(k) and ref.get(k) != oth.get(k))
 
 
 def _settings(run: Run) -> dict[str, float]:
@@ -126,12 +161,12 @@ def _settings(run: Run) -> dict[str, float]:
     return out
 
 
-def _evaluate_run(name: str, path: Path, status: str, is_control: bool, workers: int, stride: int,
+def _evaluate_run(name: str, path: Path, status: str, group: str | None, workers: int, stride: int,
                   progress: bool) -> WarnRun:
     run = Run(path)
     summary = run.summary
     grokked = status == "grokked"
-    role = ("control_grokked" if grokked else "control") if is_control else ("grokking" if grokked else "not_grokked")
+    role = (group + "_grokked" if grokked else group) if group else ("grokking" if grokked else "not_grokked")
     out = WarnRun(name, path, role, status, summary.get("memorization_step"), summary.get("grokking_step"),
                   settings=_settings(run))
     diag = warning_diagnostics(run, workers=workers, stride=stride, progress=progress)
@@ -219,12 +254,15 @@ def logit_scale_mediation(runs: Sequence[WarnRun]) -> dict[str, float]:
 
 
 def warn_sweep(sources: Sequence[str | Path], controls: Sequence[str] = DEFAULT_CONTROLS, workers: int = 1,
-               stride: int = 1, progress: bool = True) -> WarnResult:
+               stride: int = 1, progress: bool = True, matched_controls: Sequence[str] = ()) -> WarnResult:
     """Replay the warning diagnostics over every finished run of `sources` and benchmark every alarm rule.
 
     Args:
         sources: sweep directories (or single run directories).
         controls: KEY=VALUE filters on the resolved config (all must match) and/or control directories.
+        matched_controls: a second control group, in the same form, that does not generalize although it shares
+            the thing a signal may respond to (e.g. the random-table task at the grokking runs' own weight
+            decay); every rule is benchmarked again with thresholds from this group (`WarnResult.matched_stats`).
         workers, stride, progress: passed to the replay of each run.
     """
     t0 = time.perf_counter()
@@ -232,16 +270,26 @@ def warn_sweep(sources: Sequence[str | Path], controls: Sequence[str] = DEFAULT_
     for s in sources:
         if not s.is_dir():
             raise ConfigError(f"{s} does not exist; run `grokinterp sweep ... --out {s}` first")
-    assigned = assign_roles(sources, list(controls))
-    runs = [_evaluate_run(n, p, s, c, workers, stride, progress) for n, p, s, c in assigned]
-    grok, ctrl = [r for r in runs if r.role == "grokking"], [r for r in runs if r.role == "control"]
-    if not grok or not ctrl:
+    assigned = assign_roles(sources, list(controls), list(matched_controls))
+    runs = [_evaluate_run(n, p, s, g, workers, stride, progress) for n, p, s, g in assigned]
+    grok = [r for r in runs if r.role == "grokking"]
+    groups = {"control": [r for r in runs if r.role == "control"], "matched": [r for r in runs if r.role == "matched"]}
+    if not grok or not groups["control"]:
         raise ConfigError(f"the benchmark needs grokking runs and control runs that never grokked; found "
-                          f"{len(grok)} grokking and {len(ctrl)} controls among {len(runs)} finished runs "
-                          f"(controls: {list(controls)})")
-    stats = {rule.name: benchmark_alarm([r.signals[rule.name] for r in grok], [r.signals[rule.name] for r in ctrl],
-                                        rule.persist) for rule in ALARM_RULES}
-    return WarnResult(sources, list(controls), runs, stats, fit_delay_laws(runs), time.perf_counter() - t0)
+                          f"{len(grok)} grokking and {len(groups['control'])} controls among {len(runs)} finished "
+                          f"runs (controls: {list(controls)})")
+    if matched_controls and not groups["matched"]:
+        raise ConfigError(f"--matched-controls {list(matched_controls)} matched no finished run that never grokked")
+
+    def bench(ctrl):
+        return {rule.name: benchmark_alarm([r.signals[rule.name] for r in grok], [r.signals[rule.name] for r in ctrl],
+                                           rule.persist) for rule in ALARM_RULES}
+
+    differences = {g: config_differences([r.path for r in grok], [r.path for r in ctrl])
+                   for g, ctrl in groups.items() if ctrl}
+    return WarnResult(sources, list(controls), runs, bench(groups["control"]), fit_delay_laws(runs),
+                      time.perf_counter() - t0, list(matched_controls),
+                      bench(groups["matched"]) if groups["matched"] else {}, differences)
 
 
 def law_summary(fit: LawFit) -> str:

@@ -30,6 +30,11 @@ def add_warn_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP_DIR", help="sweep (or run) directories")
     p.add_argument("--controls", action="append", metavar="KEY=VALUE|DIR",
                    help="which runs are controls (repeatable; default optim.weight_decay=0)")
+    p.add_argument("--matched-controls", action="append", metavar="KEY=VALUE|DIR", default=[],
+                   help="a second control group at the grokking runs' own settings that cannot generalize (e.g. "
+                        "task.op=random); every rule is scored again with thresholds from it (repeatable)")
+    p.add_argument("--data-dir", type=Path,
+                   help="also write the benchmark's rows as alarms.csv there (e.g. docs/reproductions/data/warn)")
     p.add_argument("--out", type=Path, default=Path("docs/reproductions/warn.md"),
                    help="Markdown page to write (default docs/reproductions/warn.md)")
     p.add_argument("--figure", type=Path, help="SVG figure to write (default: <out stem>_lead_times.svg beside --out)")
@@ -56,9 +61,14 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
     if missing:
         raise ConfigError(f"{', '.join(missing)} does not exist; run `grokinterp sweep ... --out DIR` first")
     result = warn_sweep(args.sweeps, controls=args.controls or list(DEFAULT_CONTROLS), workers=args.workers,
-                        stride=args.stride, progress=not args.no_progress)
+                        stride=args.stride, progress=not args.no_progress, matched_controls=args.matched_controls)
     command = "grokinterp " + shlex.join(argv) if argv is not None else "grokinterp warn"
     write_lead_time_svg(result, figure)
     path = write_warn_markdown(result, args.out, figure, command)
+    if args.data_dir is not None:
+        from ..repro_data import write_rows
+        from ._report import ALARM_DATA_COLUMNS, alarm_rows
+
+        write_rows(args.data_dir / "alarms.csv", ALARM_DATA_COLUMNS, alarm_rows(result))
     print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
     return 0
