@@ -1,5 +1,5 @@
 """Fuzz the run directory (issue 17): flip random bytes in every file of a tiny run, then read it every way a user
-does (`grokinterp verify`, the `Run` reader, a replay). Each must either give the true values or fail with
+does (`grokinterp verify`, `grokinterp analyze`, the `Run` reader, a replay). Each must either give the true values or fail with
 one message naming the damaged file: never a traceback, never a silently different number.
 
 `GROKINTERP_FUZZ_FLIPS` sets the damaged copies per file (default 4; the closing note of issue 17 used more).
@@ -75,10 +75,10 @@ def flip_random(path: Path, rng: random.Random) -> bytes:
     return data
 
 
-def verify_cli(path: Path) -> tuple[int, str]:
+def cli(*argv: str) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = main(["verify", str(path)])
+        code = main(list(argv))
     return code, out.getvalue() + err.getvalue()
 
 
@@ -87,9 +87,12 @@ def fuzz_case(run_dir: Path, victim: Path, true: dict) -> str:
     value or verify passing a real difference), 'unnamed' (an error not naming the file), or 'traceback'."""
     name = str(victim)
     try:
-        code, text = verify_cli(run_dir)
+        code, text = cli("verify", str(run_dir))
+        analyzed, said = cli("analyze", str(run_dir), "--no-progress", "--analyses", "spectra")
     except Exception as e:  # noqa: BLE001  (anything but a clean exit is what this test hunts)
-        return f"traceback: verify {type(e).__name__}: {e}"
+        return f"traceback: {type(e).__name__}: {e}"
+    if analyzed not in (0, 1) or (analyzed == 1 and (victim.name not in said or len(said.strip().splitlines()) != 1)):
+        return f"unnamed: analyze exit {analyzed}: {said.strip()[-300:]}"
     try:
         wrong = read_all(run_dir, true)
     except RunError as e:
@@ -100,6 +103,8 @@ def fuzz_case(run_dir: Path, victim: Path, true: dict) -> str:
         return f"traceback: {type(e).__name__}: {e}"
     if wrong:
         return f"silent: {wrong}"
+    if analyzed != 0:
+        return f"silent: analyze refused an intact read ({said.strip()[-200:]})"
     return "harmless" if code in (0, 1) else f"silent: verify exit {code}"
 
 
@@ -120,6 +125,7 @@ def test_flipped_bytes_in_every_file_are_detected_or_harmless(tmp_path, capsys):
             finally:
                 victim.write_bytes(original)
                 shutil.rmtree(run_dir / "analysis", ignore_errors=True)
+                (run_dir / "report.html").unlink(missing_ok=True)
             outcomes.setdefault(outcome.split(":")[0], []).append(f"{victim.relative_to(run_dir)}: {outcome}")
     counts = {k: len(v) for k, v in outcomes.items()}
     with capsys.disabled():
