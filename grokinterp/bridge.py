@@ -68,7 +68,12 @@ def architecture_from_state_dict(state_dict: dict[str, Tensor], act_fn: str = "r
         raise ValueError(f"not a TL 3 HookedTransformer state dict: keys {missing} are missing")
     d_vocab, d_model = state_dict["embed.W_E"].shape
     n_heads, _, d_head = state_dict["blocks.0.attn.W_Q"].shape
-    n_layers = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
+    layers = {k.split(".")[1] for k in state_dict if k.startswith("blocks.")}
+    if layers != {str(i) for i in range(len(layers))}:
+        shown = sorted(layers, key=lambda x: (len(x), x))[:5]
+        raise ValueError(f"state dict's layer indices {shown}... are not 0..{len(layers) - 1}; not a TL 3 "
+                         "HookedTransformer state dict")
+    n_layers = len(layers)
     config = ModelConfig(
         n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head,
         d_mlp=state_dict["blocks.0.mlp.W_in"].shape[1], act_fn=act_fn,

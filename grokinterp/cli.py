@@ -8,6 +8,7 @@ values are Python literals checked against the key's type. Misuse exits 2 with o
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated registered analyses to replay (default: the standard ones, "
                               "spectra,progress,trig_fit); see grokinterp.analysis.available_analyses()")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    analyze.add_argument("--out", type=Path, help="the report's path (default RUN/report.html)")
+    analyze.add_argument("--cache-dir", type=Path, help="the replay cache (default RUN/analysis); with --out, "
+                                                        "a run on read-only media can be analysed")
     analyze.add_argument("--export-dir", type=Path, help="also write every report figure to this folder as images "
                                                          "(kaleido, else headless Chromium)")
     analyze.add_argument("--format", choices=["svg", "png"], default="svg", help="image format for --export-dir "
@@ -97,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path, help="the torch-saved file")
     imp.add_argument("--out", type=Path, required=True, help="the new run directory")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    verify = sub.add_parser(
+        "verify", help="check every file of a run against its recorded hash",
+        description="Check every file of a run directory: content hashes, checkpoint contents, metrics rows, "
+                    "missing checkpoints. Exit 0 when intact, 1 when damaged (each problem on one line).")
+    verify.add_argument("run", type=Path, help="run directory")
+    verify.add_argument("--all", action="store_true", help="also list the files that are fine")
+    repair = sub.add_parser(
+        "repair", help="regenerate a run's missing or damaged checkpoints by exact replay",
+        description="Regenerate every missing or damaged checkpoint and state of a run by replaying its training "
+                    "from the nearest intact state (checked row by row against metrics.csv); says so when that "
+                    "is impossible and writes nothing.")
+    repair.add_argument("run", type=Path, help="run directory")
+    repair.add_argument("--no-progress", action="store_true", help="no progress bar")
     serve = sub.add_parser(
         "serve", help="the live lab in a browser: watch runs train, launch runs and study arms, read the wavetable",
         description="Serve the live lab (Dash) over RUNS_DIR: runs and their live curves, a launch form (presets, "
@@ -117,8 +134,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out_dir(path: Path | None, flag: str = "--out") -> None:
+    """A directory to write into: neither it nor a folder above it may be a file (ConfigError naming the flag)."""
+    if path is None:
+        return
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise ConfigError(f"{flag} {path}: {part} is a file, not a directory; choose another {flag}")
+
+
+def check_out_file(path: Path | None, flag: str = "--out") -> None:
+    """A file to write: it may not be a directory, nor lie under a file (ConfigError naming the flag)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a directory; name the file to write, e.g. {path / 'report.html'}")
+    check_out_dir(path.parent, flag)
+
+
+def _os_error_line(command: str, e: OSError) -> str:
+    """One line for a failed write or read: the path and what to do about the errno."""
+    advice = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
+              errno.EROFS: "read-only media: write elsewhere (analyze: --out and --cache-dir)",
+              errno.EACCES: "permission denied: write elsewhere (analyze: --out and --cache-dir)"}
+    where = e.filename2 if e.filename2 and str(e.filename or "").endswith(".tmp") else e.filename
+    return f"grokinterp {command}: error: cannot write {where or 'a file'}: {advice.get(e.errno, e.strerror or e)}"
+
+
 def _cmd_train(args, extra: list[str]) -> int:
     config = apply_overrides(preset(args.preset), parse_override_args(extra))  # before the slow imports: errors are instant
+    check_out_dir(args.out)
     from .train import train_run
     from .runs import RunError
 
@@ -136,13 +181,14 @@ def _cmd_train(args, extra: list[str]) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .runs import RunError
-
     if args.workers < 1 or args.stride < 1:
         raise ConfigError("--workers and --stride must be >= 1")
+    check_out_file(args.out)
+    check_out_dir(args.cache_dir, "--cache-dir")
     if not (args.run / "config.json").is_file():
         raise ConfigError(f"{args.run} is not a run directory (no config.json); run `make train` or `grokinterp train --out {args.run}` first")
     from .report import analyze_run
+    from .runs import Run, RunError
 
     analyses = None if args.analyses is None else [a.strip() for a in args.analyses.split(",") if a.strip()]
     if analyses is not None:
@@ -160,16 +206,20 @@ def _cmd_analyze(args) -> int:
             raise ConfigError(str(e)) from None
     try:
         path = analyze_run(args.run, workers=args.workers, stride=args.stride, progress=not args.no_progress,
-                           analyses=analyses)
+                           analyses=analyses, out=args.out, cache_dir=args.cache_dir)
     except (RunError, ValueError) as e:
         print(f"grokinterp analyze: error: {e}", file=sys.stderr)
         return 1
     print(f"report written to {path}")
+    if not Run(args.run).metrics:
+        print(f"note: {args.run} has recorded no metrics yet (stopped before its first resume point); the report "
+              "shows the replayed checkpoints only")
     if args.export_dir is not None:
         from .analysis import replay
         from .report import export_run_figures
 
-        result = replay(args.run, analyses, stride=args.stride, progress=False)  # the cache analyze_run filled
+        result = replay(args.run, analyses, stride=args.stride, progress=False,
+                        cache_dir=args.cache_dir)  # the cache analyze_run filled
         paths = export_run_figures(args.run, args.export_dir, args.format, result=result)
         print(f"{len(paths)} figures written to {args.export_dir} as {args.format}")
     return 0
@@ -177,6 +227,7 @@ def _cmd_analyze(args) -> int:
 
 def _cmd_fork(args, extra: list[str]) -> int:
     overrides = parse_override_args(extra)
+    check_out_dir(args.out)
     if not (args.run / "config.json").is_file():
         raise ConfigError(f"{args.run} is not a run directory (no config.json)")
     from .experiments import fork_run
@@ -192,6 +243,7 @@ def _cmd_fork(args, extra: list[str]) -> int:
 
 
 def _cmd_compare(args) -> int:
+    check_out_file(args.out)
     missing = [str(r) for r in args.runs if not (r / "config.json").is_file()]
     if missing:
         raise ConfigError(f"not a run directory (no config.json): {', '.join(missing)}")
@@ -204,6 +256,7 @@ def _cmd_compare(args) -> int:
 def _cmd_import(args) -> int:
     if not args.file.is_file():
         raise ConfigError(f"{args.file} does not exist")
+    check_out_dir(args.out)
     if (args.out / "config.json").is_file():
         raise ConfigError(f"{args.out} already holds a run; choose another --out")
     from .importers import IMPORTERS, ImportFormatError, write_imported_run
@@ -215,6 +268,31 @@ def _cmd_import(args) -> int:
         print(f"grokinterp import: error: {e}", file=sys.stderr)
         return 1
     print(f"run written to {run.path}: {json.dumps({k: run.summary.get(k) for k in ('status', 'memorization_step', 'grokking_step')})}")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    if not (args.run / "config.json").is_file():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    from .runs import verify_run
+
+    report = verify_run(args.run)
+    for finding in report.findings:
+        if args.all or finding.status != "ok":
+            print(f"{finding.status:<10} {finding.path}{': ' + finding.message if finding.message else ''}")
+    print(report.summary_line())
+    return 0 if report.ok else 1
+
+
+def _cmd_repair(args) -> int:
+    if not (args.run / "config.json").is_file():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    from .experiments import repair_run
+
+    written = repair_run(args.run, progress=not args.no_progress)
+    for line in written:
+        print(f"regenerated {args.run / line}")
+    print(f"{args.run}: {'repaired' if written else 'nothing to repair'}")
     return 0
 
 
@@ -252,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_compare(args)
         if args.command == "import":
             return _cmd_import(args)
+        if args.command == "verify":
+            return _cmd_verify(args)
+        if args.command == "repair":
+            return _cmd_repair(args)
         if args.command == "serve":
             return _cmd_serve(args)
         if args.command == "repro":
@@ -266,6 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a full disk, read-only media, no permission: one line naming the path
+        print(_os_error_line(args.command, e), file=sys.stderr)
+        return 1
+    except Exception as e:
+        runs = sys.modules.get("grokinterp.runs")  # imported by whatever raised a RunError
+        if runs is not None and isinstance(e, runs.RunError):
+            print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,18 @@ class ConfigError(ValueError):
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {list(choices)}")
+
+
+MAX_P = 1_000_003  # p² pairs: beyond this no machine holds the task (train_run also checks memory)
+DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")  # what train.device may name; availability is checked by train_run
+
+
+def _check_finite(section: str, obj) -> None:
+    """Every float field of a config section must be finite (a NaN or inf cannot be written to config.json)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{f.name}={value!r} must be a finite number")
 
 
 def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
@@ -57,12 +71,18 @@ class TaskConfig:
     shuffle: str = "torch"
 
     def __post_init__(self):
+        _check_finite("task", self)
         _check_choice("task.shuffle", self.shuffle, SHUFFLES)
+        if not isinstance(self.p, int) or not 2 <= self.p <= MAX_P:
+            raise ConfigError(f"task.p={self.p!r} must be a prime between 2 and {MAX_P:,} (the task holds p² pairs)")
         if not is_prime(self.p):
             raise ConfigError(f"task.p={self.p} is not prime; modular-arithmetic tasks need a prime p (e.g. 53, 97, 113)")
         _check_choice("task.op", self.op, OPS)
         if not 0.0 < self.frac_train < 1.0:
             raise ConfigError(f"task.frac_train={self.frac_train} must lie strictly between 0 and 1")
+        if not 0 < int(self.frac_train * self.p * self.p) < self.p * self.p:
+            raise ConfigError(f"task.frac_train={self.frac_train} leaves an empty train or test split of the "
+                              f"{self.p * self.p} pairs of p={self.p}")
 
     @property
     def d_vocab(self) -> int:
@@ -111,6 +131,7 @@ class OptimConfig:
     warmup_steps: int = 0  # linear warm-up from 0 to lr
 
     def __post_init__(self):
+        _check_finite("optim", self)
         _check_choice("optim.name", self.name, OPTIMIZERS)
         _check_positive("optim.lr", self.lr)
         _check_positive("optim.weight_decay", self.weight_decay, allow_zero=True)
@@ -157,6 +178,8 @@ class TrainConfig:
         _check_choice("train.loss_dtype", self.loss_dtype, LOSS_DTYPES)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"train.threads={self.threads} must be >= 1 or None")
+        if not isinstance(self.device, str) or not DEVICE_RE.match(self.device):
+            raise ConfigError(f"train.device={self.device!r} is not a device; choose cpu, cuda, cuda:N or mps")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,18 @@ def tiny_config(**overrides):
     return preset("quick", **base)
 
 
+def train_tiny(out: Path, **overrides) -> Path:
+    """Train `tiny_config(**overrides)` (one thread) into `out` in this process, giving torch its thread count
+    back; returns the run directory."""
+    from grokinterp.train import train_run
+
+    threads = torch.get_num_threads()
+    try:
+        return train_run(tiny_config(train__threads=1, **overrides), out, progress=False).path
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One trained tiny run shared by read-only tests."""

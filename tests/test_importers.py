@@ -204,7 +204,7 @@ def test_a_file_with_any_other_class_is_refused_without_running_it(tmp_path):
     with pytest.raises(ImportFormatError, match="test_importers.SomeOtherClass"):
         load_torch_file(tmp_path / "other.pth", record_classes=["test_importers.Payload"])
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
-    with pytest.raises(ImportFormatError, match="not a torch-saved file|cannot be read"):
+    with pytest.raises(ImportFormatError, match="not a readable torch-saved file|needs code to be unpickled"):
         load_torch_file(tmp_path / "junk.pth")
     with pytest.raises(FileNotFoundError):
         load_torch_file(tmp_path / "missing.pth")
@@ -342,3 +342,43 @@ def test_cli_import(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["import", "--help"])
     assert exit_info.value.code == 0 and "weights_only=True" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- bounded inputs (issue 17)
+
+
+def test_a_broadcast_view_cannot_make_the_importer_allocate(tmp_path):
+    """A few-KB file whose tensor is a stride-0 view of 10^9 elements: refused before any copy of it."""
+    write_nanda_file(tmp_path / "view.pth", extra_view=torch.zeros(1).expand(10**9))
+    assert (tmp_path / "view.pth").stat().st_size < 100_000
+    with pytest.raises(ImportFormatError, match=r"strides \(0,\).*broadcast view"):
+        load_torch_file(tmp_path / "view.pth")
+
+
+def test_a_file_declaring_endless_epochs_is_refused_before_rows_are_built(tmp_path):
+    write_nanda_file(tmp_path / "long.pth", epochs=(0, 100, 10**12))
+    with pytest.raises(ImportFormatError, match="step 1,000,000,000,000; an import holds at most 10,000,000"):
+        import_nanda(tmp_path / "long.pth", tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_refusals_do_not_repeat_torchs_weights_only_advice(tmp_path, capsys):
+    from grokinterp.cli import main
+
+    write_nanda_file(tmp_path / "evil.pth", extra_object=Payload(tmp_path / "ran"))
+    assert main(["import", "nanda", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "weights_only=False" not in err and len(err.strip().splitlines()) == 1 and "evil.pth" in err
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "run").exists()
+
+
+def test_layer_indices_of_a_state_dict_are_bounded_by_its_keys():
+    from grokinterp.bridge import architecture_from_state_dict
+
+    sd = {"embed.W_E": torch.zeros(P + 1, D_MODEL), "pos_embed.W_pos": torch.zeros(3, D_MODEL),
+          "unembed.W_U": torch.zeros(D_MODEL, P), "blocks.0.attn.W_Q": torch.zeros(4, D_MODEL, 8),
+          "blocks.0.mlp.W_in": torch.zeros(D_MODEL, D_MLP), "blocks.50000000.x": torch.zeros(1)}
+    with pytest.raises(ValueError, match="layer indices .* are not 0..1"):
+        architecture_from_state_dict(sd)
+    del sd["blocks.50000000.x"]
+    assert architecture_from_state_dict(sd)[0].n_layers == 1

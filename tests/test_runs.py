@@ -56,10 +56,10 @@ def test_checkpoint_is_exactly_a_hooked_transformer_state_dict(tiny_run):
 
 def test_reading_one_step_reads_one_file(tiny_run, monkeypatch):
     opened = []
-    real = runs_module.load_file
-    monkeypatch.setattr(runs_module, "load_file", lambda path: opened.append(str(path)) or real(path))
+    real = runs_module._read_bytes
+    monkeypatch.setattr(runs_module, "_read_bytes", lambda path: opened.append(str(path)) or real(path))
     tiny_run.model(tiny_run.steps[3])
-    assert opened == [str(tiny_run.path / "ckpt" / "step_0000060.safetensors")]
+    assert [p for p in opened if p.endswith(".safetensors")] == [str(tiny_run.path / "ckpt" / "step_0000060.safetensors")]
 
 
 def test_optimizer_state_holds_adam_moments(tiny_run):
@@ -138,7 +138,7 @@ def test_run_writer_locks_cleans_temp_files_and_refuses_through_check(tmp_path):
         writer.write_split(torch.arange(3), torch.arange(3, 5))
         writer.write_config({"b": 1, "a": 2})
     stored = json.loads((out / "config.json").read_text())
-    assert list(stored) == ["config", "versions"] and list(stored["config"]) == ["b", "a"]  # key order kept
+    assert list(stored) == ["config", "versions", "_sha256"] and list(stored["config"]) == ["b", "a"]  # order kept
 
     def refuse(existed: bool) -> None:
         if existed:

@@ -14,7 +14,7 @@ import pytest
 from grokinterp.analysis import replay
 from grokinterp.analysis.warning import WARNING_ANALYSES
 from grokinterp.cli import main
-from grokinterp.runs import Run, atomic_write_json
+from grokinterp.runs import Run, RunWriter
 from grokinterp.sweep import SweepSpec, write_sweep_file
 from grokinterp.experiments.warning import (
     ALARM_RULES,
@@ -183,6 +183,12 @@ def test_logit_scale_mediation_compares_two_regressions(tmp_path):
 # ----- `grokinterp warn` end to end ----------------------------------------------------------------------
 
 
+def rewrite_json(path, obj) -> None:
+    """Fabricate a run by editing its JSON: rewritten through the run's writer, which records the new hash."""
+    with RunWriter(path.parent) as writer:
+        writer.write_json(path.name, obj, sort_keys=False)
+
+
 @pytest.fixture(scope="module")
 def fake_sweep(tiny_run, tmp_path_factory):
     """A sweep directory of copies of the tiny run (replayed once): 3 runs labelled grokked (wd 1, with a
@@ -206,8 +212,8 @@ def fake_sweep(tiny_run, tmp_path_factory):
             summary.update(status="grokked", grokking_step=grok, gap=grok - summary["memorization_step"])
         else:
             summary.update(status="memorized", grokking_step=None, gap=None)
-        atomic_write_json(path / "config.json", config)
-        atomic_write_json(path / "summary.json", summary)
+        rewrite_json(path / "config.json", config)
+        rewrite_json(path / "summary.json", summary)
     return sweep
 
 
@@ -267,8 +273,8 @@ def test_matched_controls_get_their_own_thresholds_and_say_what_differs(fake_swe
         config["config"]["task"]["op"] = "random"
         summary = json.loads((copy / "summary.json").read_text())
         summary.update(status="memorized", grokking_step=None, gap=None)
-        atomic_write_json(copy / "config.json", config)
-        atomic_write_json(copy / "summary.json", summary)
+        rewrite_json(copy / "config.json", config)
+        rewrite_json(copy / "summary.json", summary)
     copies = [str(c) for c in sorted(matched.iterdir())]
     result = warn_sweep([fake_sweep], progress=False, matched_controls=copies)
     assert sorted(r.role for r in result.runs) == ["control"] * 3 + ["grokking"] * 3 + ["matched"] * 3

@@ -19,9 +19,11 @@ Results are cached in the run directory, one safetensors file per (analysis, ver
 ```
 
 Each file is written atomically as soon as it is computed, so a second replay computes nothing
-and an interrupted one resumes where it stopped. A file is reused only when its metadata matches
-the analysis version and the hash of the current context (checkpoint kind) or of metrics.csv
-(series kind); bumping the version moves to a fresh folder.
+and an interrupted one resumes where it stopped. A file is reused only when it matches its own content hash and its metadata
+matches the analysis version and the hashes of what it was computed from: config.json, the split, the
+checkpoint (and state) at its step and the prepared context (checkpoint kind), or metrics.csv (series
+kind). A replaced checkpoint is therefore recomputed, never read stale; bumping the version moves to a
+fresh folder.
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from ..runs import Run, RunError, atomic_write_json, save_tensors, step_filename
+from ..runs import (Run, RunError, atomic_write_json, content_digest, read_tensors, remove_orphan_temp_files,
+                    save_tensors, step_filename)
 
 KINDS = ("checkpoint", "series")
 # What `replay(analyses=None)` and `grokinterp analyze` run; registered by _standard.py and _nanda.py.
@@ -61,8 +63,10 @@ class Analysis:
     fn: Callable
     prepare: Callable[[Run], dict] | None = None
 
-    def folder(self, run_path: Path) -> Path:
-        return Path(run_path) / "analysis" / self.name / f"v{self.version}"
+    def folder(self, run_path: Path, cache_dir: Path | None = None) -> Path:
+        """Its cache folder: `<cache_dir>/<name>/v<version>`, by default under `<run>/analysis/`."""
+        root = Path(run_path) / "analysis" if cache_dir is None else Path(cache_dir)
+        return root / self.name / f"v{self.version}"
 
 
 class StepContext(dict):
@@ -278,30 +282,44 @@ def _write_arrays(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str,
 
 
 def _read_arrays(path: Path, expect: dict[str, str]) -> dict[str, np.ndarray] | None:
-    """The cached arrays if the file exists, is readable and its metadata matches `expect`; else None."""
+    """The cached arrays if the file exists, matches its content hash and its metadata matches `expect`; else
+    None (a truncated, corrupted, stale or foreign file is recomputed, never trusted)."""
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="np") as f:
-            meta = f.metadata() or {}
-            if any(meta.get(k) != v for k, v in expect.items()):
-                return None
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except Exception:  # a truncated or foreign file is recomputed, never trusted
+        tensors, meta, hashed = read_tensors(path)
+    except RunError:
         return None
+    if not hashed or any(meta.get(k) != v for k, v in expect.items()):
+        return None
+    return {k: v.numpy() for k, v in tensors.items()}
 
 
-def _step_meta(analysis: Analysis, step: int, context_hash: str) -> dict[str, str]:
-    return {"analysis": analysis.name, "version": str(analysis.version), "step": str(step), "context": context_hash}
+def _step_meta(analysis: Analysis, step: int, context_hash: str, inputs: str) -> dict[str, str]:
+    return {"analysis": analysis.name, "version": str(analysis.version), "step": str(step), "context": context_hash,
+            "inputs": inputs}
 
 
-def _prepared_context(analysis: Analysis, run: Run) -> dict:
+def run_digest(run: Run) -> str:
+    """Hash of what every checkpoint analysis of `run` reads besides its checkpoint: config.json and the split."""
+    return _hash_json([content_digest(run.path / "config.json"), content_digest(run.path / "split.safetensors")])
+
+
+def step_inputs(run: Run, step: int, base: str) -> str:
+    """Hash of what an analysis at `step` reads: `base` (`run_digest`), the checkpoint and the state there."""
+    name = step_filename(step)
+    return _hash_json([base, content_digest(run.path / "ckpt" / name), content_digest(run.path / "state" / name)])
+
+
+def _prepared_context(analysis: Analysis, run: Run, cache_dir: Path | None = None) -> dict:
     """`analysis.prepare(run)`, cached in prepare.json and recomputed when the checkpoint series changed."""
     if analysis.prepare is None:
         return {}
     steps = run.steps
-    fingerprint = {"n_checkpoints": len(steps), "last_step": steps[-1] if steps else None}
-    path = analysis.folder(run.path) / "prepare.json"
+    base = run_digest(run)
+    fingerprint = {"n_checkpoints": len(steps), "last_step": steps[-1] if steps else None,
+                   "inputs": _hash_json([step_inputs(run, s, base) for s in steps])}
+    path = analysis.folder(run.path, cache_dir) / "prepare.json"
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
@@ -330,12 +348,14 @@ def _model_at(run_path: str, step: int):
         _WORKER_RUNS.clear()  # one run at a time: do not hold models of earlier runs
         _WORKER_RUNS[key] = (run, run.task, run.model(step))
     run, task, model = _WORKER_RUNS[key]
-    model.load_state_dict(run.state_dict(step), strict=True)
+    model.load_state_dict(run.checked_state_dict(step, model.state_dict()), strict=True)
     return model.eval(), task
 
 
-def _compute_step(run_path: str, step: int, jobs: list[tuple[Analysis, dict, str]]) -> dict[str, dict[str, np.ndarray]]:
-    """Run each (analysis, context, context hash) on the checkpoint at `step`; write and return the results."""
+def _compute_step(run_path: str, step: int, jobs: list[tuple[Analysis, dict, str]],
+                  inputs: str = "", cache_dir: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Run each (analysis, context, context hash) on the checkpoint at `step`; write and return the results,
+    recording `inputs` (the hash of what they read, `step_inputs`)."""
     model, task = _model_at(run_path, step)
     results, memo = {}, {}
     for analysis, context, context_hash in jobs:
@@ -345,8 +365,8 @@ def _compute_step(run_path: str, step: int, jobs: list[tuple[Analysis, dict, str
             e.add_note(f"(in analysis {analysis.name!r} v{analysis.version} at step {step} of {run_path})")
             raise
         arrays = _to_arrays(analysis.name, step, out)
-        path = analysis.folder(Path(run_path)) / step_filename(step)
-        _write_arrays(path, arrays, _step_meta(analysis, step, context_hash))
+        path = analysis.folder(Path(run_path), cache_dir) / step_filename(step)
+        _write_arrays(path, arrays, _step_meta(analysis, step, context_hash, inputs))
         results[analysis.name] = arrays
     return results
 
@@ -379,7 +399,7 @@ def _one_thread_children() -> Iterator[None]:
 
 def replay(run_or_path: Run | str | Path, analyses: Sequence[str] | None = None, steps: Sequence[int] | None = None,
            stride: int = 1, start: int | None = None, stop: int | None = None, workers: int = 1,
-           progress: bool = True) -> ReplayResult:
+           progress: bool = True, cache_dir: str | Path | None = None) -> ReplayResult:
     """Apply analyses to a run's checkpoints (and metrics), reading and filling the run's cache.
 
     Args:
@@ -390,6 +410,7 @@ def replay(run_or_path: Run | str | Path, analyses: Sequence[str] | None = None,
         workers: processes computing checkpoints in parallel (each with one torch thread); 1 computes
             in this process.
         progress: show a tqdm bar over the selected checkpoints.
+        cache_dir: where the cache lives (default `<run>/analysis`), e.g. for a run on read-only media.
 
     Returns:
         A ReplayResult: `result[name][key]` is an array `[n_steps, ...]` over `result.steps`.
@@ -410,21 +431,23 @@ def replay(run_or_path: Run | str | Path, analyses: Sequence[str] | None = None,
     selected = select_steps(run.steps, steps, stride, start, stop) if checkpoint else []
     result = ReplayResult(run.path, np.asarray(selected, dtype=np.int64))
 
+    cache = None if cache_dir is None else Path(cache_dir)
     for analysis in (a for a in chosen if a.kind == "series"):
-        _replay_series(analysis, run, result, start, stop)
+        _replay_series(analysis, run, result, start, stop, cache)
     if checkpoint:
-        _replay_checkpoints(checkpoint, run, selected, result, workers, progress)
+        _replay_checkpoints(checkpoint, run, selected, result, workers, progress, cache)
     result.data = {a.name: result.data[a.name] for a in chosen}  # the caller's order
     return result
 
 
-def _replay_series(analysis: Analysis, run: Run, result: ReplayResult, start: int | None, stop: int | None) -> None:
+def _replay_series(analysis: Analysis, run: Run, result: ReplayResult, start: int | None, stop: int | None,
+                   cache_dir: Path | None = None) -> None:
     metrics_file = run.path / "metrics.csv"
     if not metrics_file.is_file():
         raise RunError(f"{run.path} has no metrics.csv; series analysis {analysis.name!r} needs it")
     digest = hashlib.sha256(metrics_file.read_bytes()).hexdigest()[:16]
     expect = {"analysis": analysis.name, "version": str(analysis.version), "metrics": digest}
-    path = analysis.folder(run.path) / "series.safetensors"
+    path = analysis.folder(run.path, cache_dir) / "series.safetensors"
     arrays = _read_arrays(path, expect)
     if arrays is None:
         arrays = _to_arrays(analysis.name, None, analysis.fn(run.metrics))
@@ -449,14 +472,18 @@ def _replay_series(analysis: Analysis, run: Run, result: ReplayResult, start: in
 
 
 def _replay_checkpoints(chosen: list[Analysis], run: Run, selected: list[int], result: ReplayResult,
-                        workers: int, progress: bool) -> None:
-    contexts = {a.name: _prepared_context(a, run) for a in chosen}
+                        workers: int, progress: bool, cache_dir: Path | None = None) -> None:
+    remove_orphan_temp_files(run.path / "analysis" if cache_dir is None else cache_dir)  # left by a killed replay
+    contexts = {a.name: _prepared_context(a, run, cache_dir) for a in chosen}
     hashes = {name: _hash_json(ctx) for name, ctx in contexts.items()}
+    base = run_digest(run)
+    inputs = {s: step_inputs(run, s, base) for s in selected}
     per_step: dict[int, dict[str, dict[str, np.ndarray]]] = {s: {} for s in selected}
     todo: dict[int, list[tuple[Analysis, dict, str]]] = {}
     for a in chosen:
         for s in selected:
-            cached = _read_arrays(a.folder(run.path) / step_filename(s), _step_meta(a, s, hashes[a.name]))
+            cached = _read_arrays(a.folder(run.path, cache_dir) / step_filename(s),
+                                  _step_meta(a, s, hashes[a.name], inputs[s]))
             if cached is None:
                 todo.setdefault(s, []).append((a, contexts[a.name], hashes[a.name]))
             else:
@@ -465,14 +492,14 @@ def _replay_checkpoints(chosen: list[Analysis], run: Run, selected: list[int], r
         result.computed[a.name] = sum(any(job[0] is a for job in jobs) for jobs in todo.values())
     bar = tqdm(total=len(selected), initial=len(selected) - len(todo), disable=not progress or not todo,
                desc=f"replay {run.path.name}", unit="ckpt", dynamic_ncols=True, mininterval=0.5)
-    run_path = str(run.path)
+    run_path, cache = str(run.path), None if cache_dir is None else str(cache_dir)
     try:
         if workers == 1 or len(todo) <= 1:
             for s, jobs in todo.items():
-                per_step[s].update(_compute_step(run_path, s, jobs))
+                per_step[s].update(_compute_step(run_path, s, jobs, inputs[s], cache))
                 bar.update(1)
         else:
-            _compute_parallel(run_path, todo, per_step, workers, bar)
+            _compute_parallel(run_path, todo, per_step, workers, bar, inputs, cache)
     finally:
         bar.close()
     for a in chosen:
@@ -494,7 +521,8 @@ def _not_importable(fn) -> str:
     return "" if target is fn else f"{module}.{qualname} names another object"
 
 
-def _compute_parallel(run_path: str, todo: dict, per_step: dict, workers: int, bar) -> None:
+def _compute_parallel(run_path: str, todo: dict, per_step: dict, workers: int, bar, inputs: dict[int, str],
+                      cache_dir: str | None = None) -> None:
     """Workers get paths and analyses by reference (module + name), load checkpoints and write the cache."""
     todo = {s: [(replace(a, prepare=None), ctx, h) for a, ctx, h in jobs] for s, jobs in todo.items()}
     for a, _, _ in {id(job[0].fn): job for jobs in todo.values() for job in jobs}.values():
@@ -505,7 +533,7 @@ def _compute_parallel(run_path: str, todo: dict, per_step: dict, workers: int, b
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools; spawn is safe everywhere
     with _one_thread_children(), ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
                                                      initializer=_worker_init) as pool:
-        futures = {pool.submit(_compute_step, run_path, s, todo[s]): s for s in sorted(todo)}
+        futures = {pool.submit(_compute_step, run_path, s, todo[s], inputs[s], cache_dir): s for s in sorted(todo)}
         pending = set(futures)
         try:
             while pending:

@@ -11,7 +11,7 @@ import importlib
 # Imported on first use, so `grokinterp --help` and config errors stay fast (the modules import torch).
 _EXPORTS = {
     "FORK_FILE": "fork", "ReplayMismatchWarning": "fork", "fork_config": "fork", "fork_run": "fork",
-    "replay_parent": "fork",
+    "replay_parent": "fork", "repair_run": "repair",
     "Reproduction": "repro", "write_reproduction_doc": "repro",
     "REPRODUCTIONS": "reproductions", "run_reproduction": "reproductions", "export_reproduction": "reproductions",
     "ReproData": "repro_data", "load_data": "repro_data", "export_data": "repro_data",

@@ -13,16 +13,13 @@ LEDGER = Path("docs/claims.md")
 
 
 def add_repro_parser(subparsers) -> argparse.ArgumentParser:
-    from .reproductions import REPRODUCTIONS
-
-    listing = "\n".join(f"  {name:10s} {r.title}" for name, r in REPRODUCTIONS.items())
     parser = subparsers.add_parser(
         "repro", help="run one of the sources' experiments and write docs/reproductions/NAME.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a reproduction (a sweep of ordinary runs: finished runs are skipped, interrupted ones "
                     f"resumed), export its per-run results to {DATA_DIR}/NAME/ (committed, small) and write its "
                     f"page {DOCS_DIR}/NAME.md from that data: the measured table with 95 % intervals, the "
-                    f"source's numbers and each claim's verdict.\n\nreproductions:\n{listing}")
+                    f"source's numbers and each claim's verdict.\n\nreproductions:\n%(listing)s")
     parser.add_argument("name", help="which reproduction (see the list above)")
     parser.add_argument("--out", type=Path, help="sweep directory (default: checkpoints/repro_NAME)")
     parser.add_argument("--workers", type=int, help="parallel runs (default: every core)")
@@ -37,7 +34,23 @@ def add_repro_parser(subparsers) -> argparse.ArgumentParser:
                            "trains nothing")
     parser.add_argument("--no-figures", action="store_true", help="do not export the SVG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _list_reproductions_in_help(parser)
     return parser
+
+
+def _list_reproductions_in_help(parser: argparse.ArgumentParser) -> None:
+    """Fill the help's list of reproductions only when help is shown: listing them imports torch, and usage
+    errors of every other command must answer before that."""
+    template, format_help = parser.description, parser.format_help
+
+    def lazy_format_help() -> str:
+        from .reproductions import REPRODUCTIONS
+
+        listing = "\n".join(f"  {name:10s} {r.title}" for name, r in REPRODUCTIONS.items())
+        parser.description = template.replace("%(listing)s", listing)
+        return format_help()
+
+    parser.format_help = lazy_format_help
 
 
 def add_claims_parser(subparsers) -> argparse.ArgumentParser:

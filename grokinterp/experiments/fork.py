@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, RunConfig, apply_overrides
-from ..runs import Run, RunError, RunWriter, atomic_write_json, list_steps, read_metrics_csv, step_filename
+from ..runs import Run, RunError, RunWriter, list_steps, read_metrics_csv, step_filename
 
 FORK_FILE = "fork.json"
 FROZEN_SECTIONS = ("task", "model")  # a fork continues the parent's model on the parent's data
@@ -89,6 +89,27 @@ def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.where(a == b, 0.0, (a - b).abs()).max())  # equal infinities (buffers) count as 0
 
 
+def replay_threads(run: Run) -> int | None:
+    """The thread count a bit-exact replay of `run` needs: its config's, else the one config.json recorded."""
+    return run.config.train.threads or run.record.get("versions", {}).get("threads")
+
+
+def start_trainer(run: Run, state_step: int | None):
+    """(Trainer, recorded wall time) of `run` at `state_step`, from its checkpoint and state there; None: a fresh
+    trainer at step 0, exactly as `train_run` starts one. Call inside `torch.random.fork_rng`: it sets the
+    global RNG."""
+    from ..train import make_trainer
+
+    torch.manual_seed(run.config.model.seed + 1)  # as train_run, before building plug-ins
+    trainer = make_trainer(run.config, run.task)
+    if state_step is None:
+        return trainer, 0.0
+    trainer.model.load_state_dict(run.checked_state_dict(state_step), strict=True)
+    trainer_state = run.optimizer_state(state_step)
+    trainer.load_state_dict(trainer_state)
+    return trainer, float(trainer_state.get("trainer/wall_time_s", torch.tensor(0.0)))
+
+
 def replay_parent(run: Run, step: int, progress: bool = False) -> tuple[dict, dict, list[dict], dict]:
     """The parent's full training state at `step`, rebuilt from its nearest saved state S <= step.
 
@@ -101,23 +122,15 @@ def replay_parent(run: Run, step: int, progress: bool = False) -> tuple[dict, di
         info {state_step, replayed_steps, exact, max_abs_weight_diff, replay_s}); `exact` compares the
         replayed rows with the parent's metrics.csv and the weights with `ckpt/step_<step>`.
     """
-    from ..train import make_trainer
-
-    config, state_step = run.config, _nearest_state(run, step)
-    recorded_threads = json.loads((run.path / "config.json").read_text()).get("versions", {}).get("threads")
-    threads = config.train.threads or recorded_threads  # bit-exact replay needs the parent's thread count
+    state_step = _nearest_state(run, step)
+    threads = replay_threads(run)
     before = torch.get_num_threads()
     started = time.perf_counter()
     try:
         if threads:
             torch.set_num_threads(int(threads))
         with torch.random.fork_rng(devices=[]):  # the state restores the global RNG; give the caller's back after
-            torch.manual_seed(config.model.seed + 1)  # as train_run, before building plug-ins
-            trainer = make_trainer(config, run.task)
-            trainer.model.load_state_dict(run.state_dict(state_step), strict=True)
-            trainer_state = run.optimizer_state(state_step)
-            wall = float(trainer_state.get("trainer/wall_time_s", torch.tensor(0.0)))
-            trainer.load_state_dict(trainer_state)
+            trainer, wall = start_trainer(run, state_step)
             rows = []
             for _ in tqdm(range(step - state_step), disable=not progress, desc=f"replay {run.path.name} "
                           f"{state_step}->{step}", unit="step", dynamic_ncols=True, mininterval=0.5):
@@ -186,9 +199,8 @@ def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: di
     else:
         _write_start(parent, step, out, config, record, progress, edit_weights)
     fork = train_run(config, out, resume=True, progress=progress)
-    summary = fork.summary
-    summary["forked_from"] = {"run": record["parent"], "step": step}
-    atomic_write_json(out / "summary.json", summary)
+    with RunWriter(out) as writer:
+        writer.update_summary(forked_from={"run": record["parent"], "step": step})
     return fork
 
 

@@ -90,10 +90,45 @@ def load_torch_file(path: str | Path, record_classes: list[str] | tuple[str, ...
         with torch.serialization.safe_globals(stand_ins):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ImportFormatError(f"{path} cannot be read with torch.load(weights_only=True): {e}") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ImportFormatError(f"{path} is not a torch-saved file ({e})") from None
+        raise ImportFormatError(f"{path} needs code to be unpickled ({_first_reason(e)}); grokinterp never does "
+                                "that: export the run's tensors and numbers only") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError) as e:
+        raise ImportFormatError(f"{path} is not a readable torch-saved file ({type(e).__name__}: "
+                                f"{_first_reason(e)})") from None
+    _check_tensors(path, data)
     return _plain(data)
+
+
+MAX_TENSOR_BYTES = 4 * 10**9  # a tensor an imported file may hold (a published run's largest is ~100 MB)
+
+
+def _first_reason(error: Exception) -> str:
+    """The first line of torch's message, without its advice to retry with weights_only=False."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    keep = [line for line in lines if "weights_only" not in line and "Re-running" not in line]
+    return (keep or ["refused by torch.load(weights_only=True)"])[0][:200]
+
+
+def _check_tensors(path: Path, obj, depth: int = 0) -> None:
+    """Every tensor in the loaded object must be backed by its own bytes: a view larger than its storage
+    (stride 0, overlapping strides) would make copying it allocate without bound; and within MAX_TENSOR_BYTES."""
+    if depth > 100:
+        raise ImportFormatError(f"{path} nests containers more than 100 deep")
+    if isinstance(obj, torch.Tensor):
+        nbytes = obj.numel() * obj.element_size()
+        if nbytes > MAX_TENSOR_BYTES or nbytes > obj.untyped_storage().nbytes() - obj.storage_offset() * obj.element_size():
+            raise ImportFormatError(f"{path} holds a tensor of shape {tuple(obj.shape)} and strides {obj.stride()} "
+                                    f"that claims {nbytes:,} bytes over {obj.untyped_storage().nbytes():,} stored "
+                                    f"(a broadcast view, or over {MAX_TENSOR_BYTES:,} bytes); refusing it")
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _check_tensors(path, value, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _check_tensors(path, value, depth + 1)
+    elif isinstance(obj, PickledRecord):
+        _check_tensors(path, vars(obj), depth + 1)
 
 
 def _plain(obj):

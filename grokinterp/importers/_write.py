@@ -66,6 +66,9 @@ def check_state_dict(state_dict: dict[str, Tensor], config: RunConfig, where: st
                                     f"(p={config.task.p}, d_model={config.model.d_model}, ...) needs {tuple(value.shape)}")
 
 
+MAX_IMPORT_STEPS = 10_000_000  # metrics rows an imported file may ask for, checked before they are built
+
+
 def write_imported_run(imported: ImportedRun, out: str | Path, progress: bool = True) -> Run:
     """Write `imported` into the new run directory `out` and return it as a `Run`.
 
@@ -79,6 +82,10 @@ def write_imported_run(imported: ImportedRun, out: str | Path, progress: bool = 
     if (out / "config.json").is_file():
         raise FileExistsError(f"{out} already holds a run; choose another --out")
     config = imported.config
+    last = max([*imported.losses, *(step for step, _ in imported.checkpoints)], default=0)
+    if last > MAX_IMPORT_STEPS:
+        raise ImportFormatError(f"{imported.source.get('file', 'the file')} describes step {last:,}; an import holds "
+                                f"at most {MAX_IMPORT_STEPS:,} steps (one metrics row each)")
     task = make_task(config.task, (imported.train_idx, imported.test_idx))
     model = build_model(config).eval()
     measured: dict[int, dict[str, float]] = {}

@@ -214,8 +214,8 @@ def register_figures(builder: FigureBuilder, titles: dict[str, str] | None = Non
 
 def run_figures(run: Run, result: ReplayResult | None) -> dict[str, go.Figure]:
     """Every report figure that the run's metrics and `result` allow, by id, in page order."""
-    figures = {"loss": loss_curves(run), "accuracy": accuracy_curves(run)}
-    metrics = run.metrics
+    metrics = run.metrics  # {} for a run stopped before its first resume point: no curves, the replay still shows
+    figures = {"loss": loss_curves(run), "accuracy": accuracy_curves(run)} if "train_loss" in metrics else {}
     if "weight_norm_sq" in metrics:
         figures["weight_norm"] = weight_norm_curve(run)
     if result is not None and "progress" in result.data:

@@ -108,12 +108,22 @@ def figure_sections(figures: dict[str, go.Figure], titles: dict[str, str] | None
     return nav, "".join(sections)
 
 
+def script_json(obj) -> str:
+    """JSON safe inside a `<script>` element: `<`, `>` and `&` as \\u escapes, so no value (a run named
+    `<!--<script`) can end or re-open the element; `json.loads` reads back the same values.
+
+    >>> script_json({"run": "</script><!--<script"})
+    '{"run": "\\\\u003c/script\\\\u003e\\\\u003c!--\\\\u003cscript"}'
+    """
+    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def offline_page(title: str, header: str, figures: dict[str, go.Figure], meta: dict,
                  titles: dict[str, str] | None = None) -> str:
     """A self-contained page: `header` HTML, an index, the figures, and `meta` as JSON in
     `<script id="report-meta">`; plotly.js inlined once, nothing loaded from the network."""
     nav, sections = figure_sections(figures, titles)
-    meta_json = json.dumps(meta).replace("</", "<\\/")
+    meta_json = script_json(meta)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style>"
@@ -146,7 +156,8 @@ def write_report(run: Run | str | Path, result: ReplayResult | None, path: str |
 
 
 def analyze_run(path: str | Path, workers: int = 1, stride: int = 1, progress: bool = True,
-                analyses: list[str] | None = None) -> Path:
+                analyses: list[str] | None = None, out: str | Path | None = None,
+                cache_dir: str | Path | None = None) -> Path:
     """Replay the standard analyses over a run (cached in `<run>/analysis/`) and write `<run>/report.html`.
 
     This is `grokinterp analyze RUN` and `make analyze`. A second call recomputes nothing.
@@ -156,10 +167,12 @@ def analyze_run(path: str | Path, workers: int = 1, stride: int = 1, progress: b
         workers: parallel replay processes; stride: replay every stride-th checkpoint (and the last).
         progress: show a progress bar.
         analyses: registered analyses to replay; default the standard ones (`STANDARD_ANALYSES`).
+        out: the report's path (default `<run>/report.html`); cache_dir: the replay cache (default
+            `<run>/analysis`): both elsewhere for a run on read-only media.
 
     Returns:
         The report's path.
     """
     run = Run(path)
-    result = replay(run, analyses, stride=stride, workers=workers, progress=progress)
-    return write_report(run, result)
+    result = replay(run, analyses, stride=stride, workers=workers, progress=progress, cache_dir=cache_dir)
+    return write_report(run, result, out)

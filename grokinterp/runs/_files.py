@@ -13,27 +13,28 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import os
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import Tensor
+
+from ._integrity import HASH_KEY, JSON_HASH_KEY, RECOVERY, UNHASHED, RunError, parse_json_file, tensors_digest
 
 
 STEP_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
-TEMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp names: .<name>.<random>.tmp
-
-
-class RunError(RuntimeError):
-    """A run directory that cannot be used as asked (locked, missing, corrupted)."""
+TEMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp names: .<name>.<pid>.<random>.tmp
+_TEMP_PID_RE = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on a header
 
 
 def step_filename(step: int) -> str:
@@ -44,7 +45,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; run outputs are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -52,6 +53,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, read-only media: name the file meant, not the temp file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -74,32 +78,163 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     return removed
 
 
+def remove_orphan_temp_files(folder: Path, max_age_s: float = 3600.0) -> list[Path]:
+    """Delete temp files in `folder` (recursively) whose writer is gone: its pid (in the name) is not alive, or,
+    for a name without a pid, older than `max_age_s`. Safe while other processes write there (their pids live)."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp") if Path(folder).is_dir() else []:
+        m = _TEMP_PID_RE.match(path.name)
+        try:
+            orphan = not _pid_alive(int(m.group(1))) if m else time.time() - path.stat().st_mtime > max_age_s
+            if orphan and path.is_file():
+                path.unlink()
+                removed.append(path)
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or an unreadable entry: not ours to judge
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write_json(path: Path, obj, sort_keys: bool = True) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n").encode())
 
 
 def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors atomically as safetensors, with the content hash `grokinterp_sha256` in the metadata."""
     data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {**(metadata or {}), HASH_KEY: tensors_digest(data, metadata)}
     atomic_write_bytes(path, save(data, metadata=metadata))
 
 
-def load_tensors(path: Path) -> dict[str, Tensor]:
-    """Load a safetensors file; a missing, truncated or corrupted one raises RunError naming it."""
+def _read_bytes(path: Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def recovery_hint(path: Path) -> str:
+    """What to do about a damaged file of a run: verify and repair commands for the run it belongs to."""
+    path = Path(path)
+    if path.parent.name in ("ckpt", "state"):
+        return RECOVERY.format(run=path.parent.parent)
+    return (f"it cannot be regenerated: restore it from a copy or retrain the run (`grokinterp verify {path.parent}` "
+            "lists every damaged file)")
+
+
+def read_tensors(path: Path, require_hash: bool = False) -> tuple[dict[str, Tensor], dict[str, str], bool]:
+    """(tensors, metadata, hash checked) of a safetensors file, its content checked against its recorded hash.
+
+    Raises:
+        RunError: missing, truncated, corrupted, or not matching its hash (naming the file and what to do).
+    """
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"{path} does not exist")
+        raise RunError(f"{path} does not exist; {recovery_hint(path)}")
     try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise RunError(f"{path} is truncated or corrupted ({e}); delete it (a resume rewrites it)") from None
+        data = _read_bytes(path)
+        tensors = load(data)
+        metadata = _safetensors_metadata(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is truncated or corrupted ({e}); {recovery_hint(path)}") from None
+    recorded = metadata.get(HASH_KEY)
+    if recorded is None and require_hash:
+        raise RunError(f"{path} {UNHASHED}; {recovery_hint(path)}")
+    if recorded is not None and recorded != tensors_digest(tensors, metadata):
+        raise RunError(f"{path} does not match the content hash recorded in it (corrupted); {recovery_hint(path)}")
+    return tensors, metadata, recorded is not None
 
 
-def write_csv(path: Path, rows: list[dict], cell) -> None:
-    """Rows as CSV, atomically; columns in first-seen order, each value written as `cell(value)`."""
+def content_digest(path: Path, recorded_only: bool = False) -> str:
+    """A file's content hash as recorded in it (safetensors metadata, a JSON file's `_sha256`), else the SHA-256
+    of its bytes; reads only a safetensors file's header when the hash is recorded. "" for a missing file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            if path.suffix == ".safetensors":
+                n = int.from_bytes(f.read(8), "little")
+                if 0 < n <= MAX_HEADER_BYTES:
+                    recorded = _header_hash(f.read(n))
+                    if recorded:
+                        return recorded
+                if recorded_only:
+                    return ""
+                f.seek(0)
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return ""
+
+
+def _header_hash(header: bytes) -> str | None:
+    try:
+        meta = json.loads(header.decode("utf-8")).get("__metadata__") or {}
+        value = meta.get(HASH_KEY)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def load_tensors(path: Path, require_hash: bool = False) -> dict[str, Tensor]:
+    """Load a safetensors file, checked against its recorded hash; a bad one raises RunError naming it."""
+    return read_tensors(path, require_hash)[0]
+
+
+def records_hashes(run_dir: Path) -> bool:
+    """Whether the run at `run_dir` was written with content hashes: config.json, summary.json or the split
+    records one. Then every file of it must (a file without one had its hash damaged)."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json"):
+        try:
+            if f'"{JSON_HASH_KEY}"'.encode() in _read_bytes(run_dir / name):
+                return True
+        except OSError:
+            continue
+    return content_digest(run_dir / "split.safetensors", recorded_only=True) != ""
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's bytes (already validated by `load`)."""
+    n = int.from_bytes(data[:8], "little")
+    if n > min(len(data) - 8, MAX_HEADER_BYTES):
+        raise ValueError(f"header length {n} exceeds the file")
+    meta = json.loads(data[8:8 + n].decode("utf-8")).get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError("__metadata__ is not a string mapping")
+    return meta
+
+
+def read_json(path: Path, require_hash: bool = False) -> tuple[dict, bool]:
+    """(object, hash checked) of a run's JSON file, without its `_sha256`.
+
+    Raises:
+        RunError: missing, not a JSON object, or not matching its recorded hash (naming the file).
+    """
+    path = Path(path)
+    try:
+        return parse_json_file(path, _read_bytes(path), require_hash)
+    except FileNotFoundError:
+        raise RunError(f"{path} does not exist") from None
+    except OSError as e:
+        raise RunError(f"{path} cannot be read ({e.strerror})") from None
+    except RunError as e:
+        raise RunError(f"{e}; {recovery_hint(path)}") from None
+
+
+def write_csv(path: Path, rows: list[dict], cell) -> bytes:
+    """Rows as CSV, atomically; columns in first-seen order, each value written as `cell(value)`; returns
+    the bytes written."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    atomic_write_bytes(Path(path), _csv_text(rows, columns, cell, header=True).encode())
+    data = _csv_text(rows, columns, cell, header=True).encode()
+    atomic_write_bytes(Path(path), data)
+    return data
 
 
 def _csv_text(rows: list[dict], columns: list[str], cell, header: bool) -> str:
@@ -113,9 +248,9 @@ def _csv_text(rows: list[dict], columns: list[str], cell, header: bool) -> str:
     return buffer.getvalue()
 
 
-def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr)."""
-    write_csv(path, rows, _metric_cell)
+def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> bytes:
+    """All rows; NaN (not measured) is written as an empty cell, floats exactly (repr); returns the bytes."""
+    return write_csv(path, rows, _metric_cell)
 
 
 def _metric_cell(x) -> str:
@@ -128,65 +263,6 @@ def _isnan(x) -> bool:
 
 def _fmt(x) -> str:
     return str(int(x)) if isinstance(x, int) else repr(float(x))
-
-
-class MetricsAppender:
-    """metrics.csv of a run being trained, grown by whole rows so that a live run can be followed.
-
-    Opening it rewinds the file to `rows` (atomically: a resume drops the rows of the steps it redoes and
-    any torn tail a kill left). `write(rows)` then appends the rows not yet on disk in one `write` of
-    whole lines (each ending in a newline) and fsyncs; a row with a column the header lacks makes it
-    rewrite the whole file atomically instead. A reader (`read_metrics_csv`) takes only the lines that
-    end in a newline, so it never sees a torn row, even while a write is under way or after a kill.
-    """
-
-    def __init__(self, path: Path, rows: list[dict]):
-        self.path = Path(path)
-        self.columns: list[str] = []
-        self.count = 0
-        self._rewrite(rows)
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        if rows:
-            write_metrics_csv(self.path, rows)
-        else:
-            self.path.unlink(missing_ok=True)
-        self.columns = list(dict.fromkeys(k for row in rows for k in row))  # write_csv's order: first seen
-        self.count = len(rows)
-
-    def write(self, rows: list[dict]) -> None:
-        """Put `rows` on disk: `rows[:self.count]` are there already (the caller only ever appends)."""
-        new = rows[self.count:]
-        if not new:
-            return
-        if not self.count or any(k not in self.columns for row in new for k in row):
-            self._rewrite(rows)
-            return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            data = memoryview(_csv_text(new, self.columns, _metric_cell, header=False).encode())
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self.count = len(rows)
-
-
-def read_metrics_csv(path: Path) -> list[dict[str, float]]:
-    """metrics.csv's rows (NaN = not measured); a last line without its newline (a row being appended, or
-    torn by a kill) is not a row yet and is left out."""
-    with open(path, newline="") as f:
-        text = f.read()
-    text = text[: text.rfind("\n") + 1]
-    return [{k: (float(v) if v != "" else float("nan")) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
-
-
-def read_metrics_columns(path: Path) -> dict[str, np.ndarray]:
-    """metrics.csv as column name -> float64 array (NaN = not measured); {} for an empty file."""
-    rows = read_metrics_csv(path)
-    columns = list(rows[0]) if rows else []
-    return {c: np.array([r[c] for r in rows], dtype=np.float64) for c in columns}
 
 
 def versions() -> dict[str, str]:

@@ -7,65 +7,26 @@
 >>> sweep_report("checkpoints/sweep_beta1")                             # doctest: +SKIP
 """
 
-from ._aggregate import (
-    AGGREGATE_FILE,
-    STAT_COLUMNS,
-    SweepRecord,
-    aggregate,
-    aggregate_sweep,
-    cell_stats,
-    collect,
-    write_aggregate_csv,
-)
-from ._backends import BACKENDS, SweepResult, available_cores, run_sweep
-from ._grid import (
-    FINAL_STATUSES,
-    SWEEP_FILE,
-    SweepRun,
-    SweepSpec,
-    is_finished,
-    parse_axis_values,
-    parse_grid_arg,
-    read_sweep_file,
-    run_name,
-    run_status,
-    write_sweep_file,
-)
-from ._gap import Correlation, GapPrediction, gap_prediction, gap_scatter_figure, pearson_with_ci
-from ._report import REPORT_FILE, gap_figure, rate_figure, run_curves, sweep_report
+import importlib
 
-__all__ = [
-    "Correlation",
-    "GapPrediction",
-    "gap_prediction",
-    "gap_scatter_figure",
-    "pearson_with_ci",
-    "AGGREGATE_FILE",
-    "BACKENDS",
-    "FINAL_STATUSES",
-    "REPORT_FILE",
-    "STAT_COLUMNS",
-    "SWEEP_FILE",
-    "SweepRecord",
-    "SweepResult",
-    "SweepRun",
-    "SweepSpec",
-    "aggregate",
-    "aggregate_sweep",
-    "available_cores",
-    "cell_stats",
-    "collect",
-    "gap_figure",
-    "is_finished",
-    "parse_axis_values",
-    "parse_grid_arg",
-    "rate_figure",
-    "read_sweep_file",
-    "run_curves",
-    "run_name",
-    "run_status",
-    "run_sweep",
-    "sweep_report",
-    "write_aggregate_csv",
-    "write_sweep_file",
-]
+# Imported on first use, so that `grokinterp --help` and CLI usage errors answer before torch loads.
+_EXPORTS = {
+    "AGGREGATE_FILE": "_aggregate", "STAT_COLUMNS": "_aggregate", "SweepRecord": "_aggregate",
+    "aggregate": "_aggregate", "aggregate_sweep": "_aggregate", "cell_stats": "_aggregate",
+    "collect": "_aggregate", "write_aggregate_csv": "_aggregate", "BACKENDS": "_backends",
+    "SweepResult": "_backends", "available_cores": "_backends", "run_sweep": "_backends",
+    "Correlation": "_gap", "GapPrediction": "_gap", "gap_prediction": "_gap", "gap_scatter_figure": "_gap",
+    "pearson_with_ci": "_gap", "FINAL_STATUSES": "_grid", "SWEEP_FILE": "_grid", "SweepRun": "_grid",
+    "SweepSpec": "_grid", "is_finished": "_grid", "parse_axis_values": "_grid", "parse_grid_arg": "_grid",
+    "read_sweep_file": "_grid", "run_name": "_grid", "run_status": "_grid", "write_sweep_file": "_grid",
+    "REPORT_FILE": "_report", "gap_figure": "_report", "rate_figure": "_report", "run_curves": "_report",
+    "sweep_report": "_report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

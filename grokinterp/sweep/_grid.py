@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,10 @@ class SweepSpec:
         for key, values in self.grid.items():
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"grid axis {key!r} needs a non-empty list of values, got {values!r}")
+        size = math.prod(len(v) for v in self.grid.values()) * max(len(self.arms or {}), 1)
+        if size > MAX_GRID_RUNS:
+            raise ConfigError(f"the grid has {size:,} runs; a sweep holds at most {MAX_GRID_RUNS:,} (split it into "
+                              "several sweeps)")
         if self.seed_keys is not None:
             unknown = [k for k in self.seed_keys if k not in self.grid]
             if unknown:
@@ -153,6 +158,9 @@ class SweepSpec:
         return cls.from_dict(data)
 
 
+MAX_GRID_RUNS = 100_000  # runs per sweep: checked before any list of runs is built
+
+
 def parse_axis_values(key: str, values: Any) -> list:
     """Grid values from a list, a `start:stop[:step]` range string, `{"range": [start, stop, step]}`,
     `range(30)` or a comma-separated string of literals.
@@ -185,7 +193,11 @@ def parse_axis_values(key: str, values: Any) -> list:
 def _range(key: str, args) -> list[int]:
     if not isinstance(args, (list, tuple)) or not 1 <= len(args) <= 3 or not all(isinstance(a, int) for a in args):
         raise ConfigError(f"grid axis {key!r}: a range needs 1 to 3 integers (stop, start:stop or start:stop:step), got {args!r}")
-    values = list(range(*args))
+    span = range(*args)
+    if len(span) > MAX_GRID_RUNS:
+        raise ConfigError(f"grid axis {key!r}: range{tuple(args)} has {len(span):,} values; a sweep holds at most "
+                          f"{MAX_GRID_RUNS:,} runs (split it into several sweeps)")
+    values = list(span)
     if not values:
         raise ConfigError(f"grid axis {key!r}: range{tuple(args)} is empty")
     return values

@@ -66,6 +66,21 @@ def _key_values(items: list[str], what: str) -> dict:
     return out
 
 
+SPEC_TYPES = {"preset": (str,), "grid": (dict,), "overrides": (dict,), "seed_keys": (list,), "threads": (int,),
+              "arms": (dict,)}
+
+
+def _check_spec_types(path: Path, data: dict) -> None:
+    """Each known key of a spec file must have its JSON type (ConfigError naming the file, key and type)."""
+    for key, types in SPEC_TYPES.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise ConfigError(f"--spec {path}: {key!r} must be a JSON {types[0].__name__.replace('dict', 'object')}"
+                              f", got {type(value).__name__} {value!r:.60}")
+    if not all(isinstance(k, str) for k in data.get("seed_keys") or []):
+        raise ConfigError(f"--spec {path}: 'seed_keys' must be a list of grid keys (strings)")
+
+
 def build_spec(args, extra=()):
     """The SweepSpec of the parsed arguments (spec file, then --preset, --grid, overrides, --seed-key)."""
     from ._grid import SweepSpec, parse_grid_arg
@@ -75,11 +90,12 @@ def build_spec(args, extra=()):
         if not args.spec.is_file():
             raise ConfigError(f"--spec {args.spec} does not exist")
         try:
-            data = json.loads(args.spec.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"--spec {args.spec} is not valid JSON: {e}") from None
+            data = json.loads(args.spec.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--spec {args.spec} is not valid UTF-8 JSON: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"--spec {args.spec} must hold a JSON object {{preset, overrides, grid, ...}}")
+        _check_spec_types(args.spec, data)
     data = dict(data)
     data["grid"] = dict(data.get("grid", {}))
     for item in args.grid:
@@ -102,11 +118,11 @@ def _default_out(spec) -> Path:
 
 def run_sweep_command(args, extra=()) -> int:
     """Carry out `grokinterp sweep`; returns the exit code (0 ok, 1 some runs failed; ConfigError: caller exits 2)."""
-    from ._backends import run_sweep
     from ._grid import is_finished
-    from ._report import sweep_report
 
     if args.report_only:
+        from ._report import sweep_report
+
         if args.out is None:
             raise ConfigError("--report-only needs --out SWEEP_DIR")
         if extra:
@@ -125,6 +141,8 @@ def run_sweep_command(args, extra=()) -> int:
         for run in spec.runs():
             print(f"{'done' if is_finished(out / run.name) else 'todo'}  {out / run.name}")
         return 0
+    from ._backends import run_sweep  # torch: after every usage and spec error
+    from ._report import sweep_report
     result = run_sweep(spec, out, backend=args.backend, workers=args.workers, progress=not args.no_progress,
                        ray_address=args.ray_address, cluster=args.cluster,
                        executor_params=_key_values(args.executor_param, "--executor-param"))

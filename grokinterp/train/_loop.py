@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError, RunConfig
 from ..plugins import build_plugins
-from ..runs import Run, RunError, RunWriter, list_steps, load_tensors, read_metrics_csv, step_filename, summarize
+from ..runs import (Run, RunError, RunWriter, check_metrics_bytes, csv_prefix, list_steps, load_tensors, read_metrics_csv,
+                    read_tensors, records_hashes, state_metrics_record, step_filename, summarize)
 from ..tasks import make_task
+from ._resources import check_resources
 from ._step import Trainer, make_trainer
 
 
@@ -35,18 +37,23 @@ def _check_resumable(out: Path, config: RunConfig) -> None:
 
 
 def _latest_resume_point(out: Path) -> tuple[int, dict, dict, list[dict]] | None:
-    """The newest step with a loadable checkpoint, a loadable state and the metrics of every step before it
-    (a corrupt newest one, or one whose metrics.csv rows are missing, is skipped); with those rows."""
-    metrics = read_metrics_csv(out / "metrics.csv") if (out / "metrics.csv").is_file() else []
-    recorded = {int(r["step"]) for r in metrics}
+    """The newest step with a checkpoint and a state that match their hashes and the metrics of every step before
+    it, matching the hash that state recorded (a damaged newest one is skipped); with those rows."""
+    path = out / "metrics.csv"
+    data = path.read_bytes() if path.is_file() else b""
     both = sorted(set(list_steps(out / "ckpt")) & set(list_steps(out / "state")), reverse=True)
+    hashed = records_hashes(out)
     for step in both:
-        if not recorded.issuperset(range(step)):
-            continue
         try:
-            model_state = load_tensors(out / "ckpt" / step_filename(step))
-            trainer_state = load_tensors(out / "state" / step_filename(step))
+            model_state = load_tensors(out / "ckpt" / step_filename(step), hashed)
+            trainer_state, meta, _ = read_tensors(out / "state" / step_filename(step), hashed)
+            record = state_metrics_record(meta)
+            check_metrics_bytes(path, data, record, f"state/{step_filename(step)}")
+            head = csv_prefix(data, int(record["rows"])) if record else data
+            metrics = read_metrics_csv(path, head) if head else []
         except RunError:
+            continue
+        if not {int(r["step"]) for r in metrics}.issuperset(range(step)):
             continue
         rows = [{k: (int(v) if k == "step" else v) for k, v in r.items()} for r in metrics if r["step"] < step]
         return step, model_state, trainer_state, rows
@@ -62,6 +69,7 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
     """
     out = Path(out)
     build_plugins(config)  # an unknown plug-in or bad plug-in arguments: a ConfigError before anything is written
+    check_resources(config)  # a missing device, too many threads, too little memory: likewise
     if resume and (out / "config.json").is_file():
         _check_resumable(out, config)  # read-only: a refused resume touches nothing
 

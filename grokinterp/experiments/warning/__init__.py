@@ -10,36 +10,27 @@ sweep level: it scores every signal's alarm on grokking runs against thresholds 
 >>> result.stats["D9 weight-norm decline"].median_lead                                   # doctest: +SKIP
 """
 
-from ._alarms import (
-    AlarmStats,
-    RunSignal,
-    alarm_step,
-    auroc,
-    benchmark_alarm,
-    calibrate_threshold,
-    max_level,
-    persistent_level,
-)
-from ._delay_laws import (
-    FirstPassageRun,
-    LawFit,
-    bootstrap_ci,
-    first_passage_run,
-    fit_exponential_law,
-    fit_first_passage,
-    fit_power_law,
-    predict_gap,
-    prediction_error,
-)
-from ._report import alarm_table, lead_time_figure, lead_time_svg, write_lead_time_svg, write_warn_markdown
-from ._signals import ALARM_RULES, AlarmRule, rule_names, running_drawdown, running_rise, shift_since
-from ._sweep import DEFAULT_CONTROLS, WarnResult, WarnRun, assign_roles, fit_delay_laws, warn_sweep
+import importlib
 
-__all__ = [
-    "ALARM_RULES", "AlarmRule", "AlarmStats", "DEFAULT_CONTROLS", "FirstPassageRun", "LawFit", "RunSignal",
-    "WarnResult", "WarnRun", "alarm_step", "alarm_table", "assign_roles", "auroc", "benchmark_alarm", "bootstrap_ci",
-    "calibrate_threshold", "first_passage_run", "fit_delay_laws", "fit_exponential_law", "fit_first_passage",
-    "fit_power_law", "lead_time_figure", "lead_time_svg", "max_level", "persistent_level", "predict_gap",
-    "prediction_error", "rule_names", "running_drawdown", "running_rise", "shift_since", "warn_sweep",
-    "write_lead_time_svg", "write_warn_markdown",
-]
+# Imported on first use, so that `grokinterp --help` and CLI usage errors answer before torch loads.
+_EXPORTS = {
+    "AlarmStats": "_alarms", "RunSignal": "_alarms", "alarm_step": "_alarms", "auroc": "_alarms",
+    "benchmark_alarm": "_alarms", "calibrate_threshold": "_alarms", "max_level": "_alarms",
+    "persistent_level": "_alarms", "FirstPassageRun": "_delay_laws", "LawFit": "_delay_laws",
+    "bootstrap_ci": "_delay_laws", "first_passage_run": "_delay_laws", "fit_exponential_law": "_delay_laws",
+    "fit_first_passage": "_delay_laws", "fit_power_law": "_delay_laws", "predict_gap": "_delay_laws",
+    "prediction_error": "_delay_laws", "alarm_table": "_report", "lead_time_figure": "_report",
+    "lead_time_svg": "_report", "write_lead_time_svg": "_report", "write_warn_markdown": "_report",
+    "ALARM_RULES": "_signals", "AlarmRule": "_signals", "rule_names": "_signals",
+    "running_drawdown": "_signals", "running_rise": "_signals", "shift_since": "_signals",
+    "DEFAULT_CONTROLS": "_sweep", "WarnResult": "_sweep", "WarnRun": "_sweep", "assign_roles": "_sweep",
+    "fit_delay_laws": "_sweep", "warn_sweep": "_sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
