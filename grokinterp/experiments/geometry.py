@@ -69,7 +69,9 @@ def export_geometry(out, data_dir) -> None:
 
 
 def run_events(data: ReproData, rec) -> dict | None:
-    """The write-up's quantities for one run (None when its series are not committed)."""
+    """The write-up's quantities for one run (None when its series are not committed). A run that never
+    groks has no transition: its decline step, lag and Fourier ratios (to a final state that is not the
+    grokked circuit) are None; its spike factor is over the whole run (all of it is memorization)."""
     from ..analysis.transitions import curvature_spike, relative_drop, transition_lag, trend, value_at, window_median
 
     path = data.data_dir / "geometry" / f"{rec.name}.csv"
@@ -90,6 +92,9 @@ def run_events(data: ReproData, rec) -> dict | None:
         events["mom_cos"] = window_median(metrics["step"], metrics["mom_grad_cos"], mem, grok or math.inf)
     if mem is not None and grok is not None:
         events["rank_drop"] = relative_drop(g["step"], g["effective_rank"], (mem, grok), (grok, grok + RANK_WINDOW))
+    if grok is None:
+        events.update(decline_step=None, lag=None, share_ratio=None, gini_ratio=None)
+        return events
     final_share, final_gini = g["key_share"][-1], g["embed_gini"][-1]
     events["share_ratio"] = value_at(g["step"], g["key_share"], FOURIER_STEP) / final_share if final_share else None
     events["gini_ratio"] = value_at(g["step"], g["embed_gini"], FOURIER_STEP) / final_gini if final_gini else None
