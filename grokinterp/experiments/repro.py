@@ -292,6 +292,8 @@ def transplant_table(data: ReproData, reference: dict) -> tuple[list[str], list[
             cells_.append("not run" if f is None else
                           fmt(grok) + (f" ({grok - c:+,})" if grok is not None and c is not None else ""))
         moved = " / ".join(str(by_arm[a]["neurons"]) for a in ("other", "weights", "random") if a in by_arm)
+        overlap = by_arm.get("random", {}).get("fourier_overlap")
+        moved += f" ({overlap} of them Fourier)" if overlap not in (None, "") else ""
         rows.append([recipient, fmt(c), *cells_, moved or "–"])
     summary = []
     for arm in arms:
