@@ -332,7 +332,8 @@ CLAIMS: list[Claim] = [
           median_event("agreement_slope"), "the `twolayer` preset, 3 seeds", n_min=3, digits=3),
     Claim("dyn-momentum-cosine", DYNAMICS, "the momentum–gradient cosine is −0.1 to −0.3 after memorization",
           between(-0.3, -0.1, "−0.1 to −0.3"), "median cosine between memorization and grokking", "geometry",
-          median_event("mom_cos"), "the `twolayer` preset, 3 seeds", n_min=3),
+          median_event("mom_cos", 0.9), "the `twolayer` preset, 3 seeds at β1 0.9 (at β1 0 Adam's first moment "
+          "is the last gradient, a different quantity)", n_min=3),
     Claim("dyn-rank-drop", DYNAMICS, "the effective rank of per-sample gradients drops 30–40 % at grokking",
           between(0.30, 0.40, "30–40 %"), "relative drop of the effective rank across grokking", "geometry",
           median_event("rank_drop"), "the `twolayer` preset, 3 seeds", n_min=3),
