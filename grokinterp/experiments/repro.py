@@ -299,7 +299,8 @@ def transplant_table(data: ReproData, reference: dict) -> tuple[list[str], list[
     for arm in arms:
         if arm == "noop":
             continue
-        est = bootstrap_ci(transplant_deltas(data, arm)) if transplant_deltas(data, arm) else None
+        deltas = transplant_deltas(data, arm)
+        est = bootstrap_ci(deltas) if deltas else None
         summary.append(f"{est.value:+,.0f} [{est.low:+,.0f}, {est.high:+,.0f}] (n = {est.n})" if est else "–")
     rows.append(["median Δ [95 % CI]", "", *summary, ""])
     return columns, rows
