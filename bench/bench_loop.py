@@ -28,7 +28,8 @@ import torch
 from grokinterp import preset
 from grokinterp.config import apply_overrides
 from grokinterp.tasks import make_task
-from grokinterp.train import cross_entropy, make_trainer, train_run
+from grokinterp.runs import train_run
+from grokinterp.train import cross_entropy, make_trainer
 
 
 def cpu_ms(fn, repeats: int) -> float:

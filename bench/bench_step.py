@@ -19,7 +19,7 @@
    processes' load; --omp-wait-policy PASSIVE stops idle OpenMP threads spinning on a busy machine.
 2. Like for like: the loss and gradients of both models on the same weights (our state dict
    loaded with strict=True into HookedTransformer), float32 and float64.
-3. Seconds to grok for the `quick` preset (`grokinterp.train.train_run`), its milestones and
+3. Seconds to grok for the `quick` preset (`grokinterp.runs.train_run`), its milestones and
    the disk size of its run directory; with --nanda, the same for the `nanda` preset.
 """
 
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from grokinterp.config import apply_overrides, preset
-from grokinterp.train import train_run
+from grokinterp.runs import train_run
 from grokinterp.model import Transformer
 from grokinterp.tasks import make_task
 from grokinterp.train import make_trainer

@@ -34,7 +34,7 @@ IN_NOTEBOOK = "ipykernel" in sys.modules
 if not (RUN / "config.json").is_file():
     # No run yet: train the `quick` preset there, exactly as `make train` does (about 2 minutes on CPU).
     from grokinterp.config import preset
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     print(f"{RUN} holds no run; training the quick preset into it (like `make train`)")
     train_run(preset("quick"), RUN)

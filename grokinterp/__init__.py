@@ -16,7 +16,7 @@ See docs/architecture.md for what each folder owns.
 import importlib
 
 # Imported on first use, so that `import grokinterp.config` stays light (these import torch).
-_EXPORTS = {"Run": "runs", "preset": "config", "replay": "analysis", "train_run": "train"}
+_EXPORTS = {"Run": "runs", "preset": "config", "replay": "analysis", "train_run": "runs"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -164,7 +164,7 @@ def _os_error_line(command: str, e: OSError) -> str:
 def _cmd_train(args, extra: list[str]) -> int:
     config = apply_overrides(preset(args.preset), parse_override_args(extra))  # before the slow imports: errors are instant
     check_out_dir(args.out)
-    from .train import train_run
+    from .runs import train_run
     from .runs import RunError
 
     if args.print_config:

@@ -47,7 +47,7 @@ def hand_built_state(model) -> dict[str, torch.Tensor]:
 
 def hand_built_run(out: Path) -> Run:
     """A run directory whose checkpoints (steps 0 and 1) hold the hand-built model."""
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     config = preset("quick", **HAND_CONFIG)
     run = train_run(config, out, progress=False)

@@ -32,7 +32,7 @@ def tiny_config(**overrides):
 def train_tiny(out: Path, **overrides) -> Path:
     """Train `tiny_config(**overrides)` (one thread) into `out` in this process, giving torch its thread count
     back; returns the run directory."""
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     threads = torch.get_num_threads()
     try:
@@ -44,7 +44,7 @@ def train_tiny(out: Path, **overrides) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One trained tiny run shared by read-only tests."""
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     config = tiny_config(model__seed=0, train__steps=900, train__early_stop_after=20)  # memorizes 54, groks 340
     return train_run(config, tmp_path_factory.mktemp("runs") / "tiny", progress=False)

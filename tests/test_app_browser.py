@@ -106,9 +106,14 @@ def lab(tmp_path_factory, tiny_run, browser):
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:
+            value = None  # Dash re-rendered the element between find and read: look again
         if value:
             return value
         if time.monotonic() > deadline:
@@ -158,9 +163,15 @@ def pick(browser, dropdown_id: str, value: str) -> None:
     browser.find_element(By.ID, dropdown_id).click()
     wait_for(lambda: browser.find_elements(By.XPATH, "//*[@role='option']"), 10, f"{dropdown_id}'s options")
     browser.switch_to.active_element.send_keys(value)
-    option = wait_for(lambda: [o for o in browser.find_elements(By.XPATH, "//*[@role='option']") if o.text == value],
-                      10, f"option {value!r}")[0]
-    option.click()
+
+    def click_option():
+        options = [o for o in browser.find_elements(By.XPATH, "//*[@role='option']") if o.text == value]
+        if options:
+            options[0].click()
+            return True
+        return False
+
+    wait_for(click_option, 10, f"option {value!r}")
     browser.switch_to.active_element.send_keys(Keys.ESCAPE)
 
 

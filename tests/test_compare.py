@@ -12,7 +12,7 @@ import pytest
 from grokinterp.analysis import replay
 from grokinterp.cli import main
 from grokinterp.experiments import fork_run
-from grokinterp.train import train_run
+from grokinterp.runs import train_run
 from grokinterp.report import comparison_figures, summary_rows, write_comparison
 from grokinterp.runs import Run
 

@@ -13,7 +13,7 @@ import torch
 from grokinterp.cli import main
 from grokinterp.config import ConfigError
 from grokinterp.experiments import FORK_FILE, ReplayMismatchWarning, fork_run
-from grokinterp.train import train_run
+from grokinterp.runs import train_run
 from grokinterp.runs import Run, load_tensors, read_metrics_csv, save_tensors, step_filename
 
 from conftest import tiny_config

@@ -21,7 +21,7 @@ from grokinterp.analysis.curvature import (
     singular_values,
 )
 from grokinterp.config import ConfigError, TaskConfig
-from grokinterp.train import train_run
+from grokinterp.runs import train_run
 from grokinterp.report import agreement_figure
 from grokinterp.runs import load_tensors
 from grokinterp.tasks import make_task

@@ -9,7 +9,7 @@ from safetensors.torch import load, save
 
 import grokinterp.plugins  # noqa: F401  (registers the plug-ins)
 from grokinterp.config import ConfigError
-from grokinterp.train import train_run
+from grokinterp.runs import train_run
 from grokinterp.plugins import GrokfastEMA, GrokfastMA
 from grokinterp.runs import load_tensors, read_metrics_csv, step_filename
 from grokinterp.tasks import make_task

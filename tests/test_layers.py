@@ -13,13 +13,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "grokinterp"
 
 # Lowest first. The first matching prefix of a module's dotted name (below `grokinterp.`) gives its layer.
 LAYERS = [
-    ("config", "stats"),  # inert data, and pure statistics of numbers
+    ("config", "stats", "milestones"),  # inert data, pure statistics of numbers, the summary's definitions
     ("tasks",),
     ("model", "tl_surface", "tl_surface_table", "hooked", "bridge", "objective"),  # the model, its TL views
     # (TL 3's HookedTransformer surface and its table), and the loss it is trained on
-    ("runs",),  # the run directory: one writer, the reader, the summary's definitions
     ("plugins",),  # the training loop's seam and the built-in plug-ins
-    ("train", "importers", "vision"),  # what produces a run directory
+    ("train",),  # the full-batch step and the loop (it writes through a writer it is given)
+    ("runs",),  # the run directory: one writer, the reader, training into a run directory
+    ("importers", "vision"),  # run directories from elsewhere: published runs, the ViT control
     ("analysis",),
     ("report",),
     ("sweep",),

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import grokinterp.plugins  # noqa: F401  (registers the plug-ins)
 from grokinterp.config import ConfigError
-from grokinterp.train import train_run
+from grokinterp.runs import train_run
 from grokinterp.plugins import ActivationBuffer, ProbeStencil, stencil_pairs
 from grokinterp.runs import load_tensors, step_filename
 from grokinterp.tasks import make_task

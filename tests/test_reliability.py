@@ -305,7 +305,7 @@ def poison_plugin():
 ], ids=["inf-loss", "nan-weights"])
 def test_divergence_stops_and_keeps_only_good_checkpoints(tmp_path, keep_threads, poison_plugin, overrides):
     from grokinterp.config import apply_overrides
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     config = tiny_config(**{**dict(train__steps=200, train__ckpt_every=10, train__state_every=20, train__threads=1),
                             **overrides})
@@ -441,7 +441,7 @@ def test_resume_skips_corrupt_newest_checkpoint_and_state(reference, tmp_path):
 def test_resume_skips_a_state_whose_metrics_are_missing(reference, tmp_path, keep_threads):
     """A state file newer than metrics.csv (a kill between the two, as the old write order allowed) is no
     resume point: its rows would be lost. Resumes from the newest state the metrics cover; in this process."""
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     out = tmp_path / "run"
     shutil.copytree(reference.path, out)

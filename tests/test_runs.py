@@ -116,7 +116,7 @@ def test_top_level_api_is_what_a_notebook_starts_from():
     from grokinterp.analysis import replay
     from grokinterp.config import preset
     from grokinterp.runs import Run
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     assert (TopRun, top_preset, top_replay, top_train_run) == (Run, preset, replay, train_run)
     with pytest.raises(AttributeError, match="no attribute"):

@@ -149,7 +149,7 @@ def test_early_stop_after_grokking(tiny_run):
 
 
 def test_train_run_gives_the_callers_thread_count_back(tmp_path):
-    from grokinterp.train import train_run
+    from grokinterp.runs import train_run
 
     before = torch.get_num_threads()
     wanted = 1 if before != 1 else 2

@@ -3,7 +3,7 @@
 The form is read exactly as `grokinterp train` reads its command line (`preset`, `parse_override_args`,
 `apply_overrides`, then the plug-ins are built), so a bad value gives the CLI's one-line message and
 starts nothing. The override text is split into arguments by `shlex.split`, a tokenizer: no shell ever
-sees it. A run is `grokinterp.train.train_run` in a spawned process (the library's API, no command
+sees it. A run is `grokinterp.runs.train_run` in a spawned process (the library's API, no command
 line), at most as many at once as there are cores; stopping sends SIGTERM (the run keeps every
 checkpoint and state written so far), resuming calls `train_run(..., resume=True)`, which continues it
 bit-identically from its last state.
@@ -81,7 +81,7 @@ def _train_child(config: dict, out: str, resume: bool, log: str) -> None:
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server stops it through SIGTERM
-    from ..train import train_run
+    from ..runs import train_run
 
     train_run(RunConfig.from_dict(config), out, resume=resume, progress=False)
 

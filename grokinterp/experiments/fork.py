@@ -177,7 +177,7 @@ def fork_run(parent: str | Path | Run, step: int, out: str | Path, overrides: di
     Raises:
         ConfigError: a bad step, override or `out`; RunError: an unreadable parent or a locked `out`.
     """
-    from ..train import train_run
+    from ..runs import train_run
 
     parent = parent if isinstance(parent, Run) else Run(parent)
     out = Path(out)

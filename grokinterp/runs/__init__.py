@@ -1,4 +1,4 @@
-"""The run directory: one writer (`RunWriter`), a lazy reader (`Run`), and the summary's definitions.
+"""The run directory: one writer (`RunWriter`), a lazy reader (`Run`), and training into one (`train_run`).
 
 ```
 <run>/config.json  split.safetensors  metrics.csv  summary.json  LOCK
@@ -11,8 +11,10 @@ back; nothing is unpickled.
 - `_files`: the file primitives (atomic writes, tensors, JSON, CSV, versions, the lock);
 - `_metrics`: metrics.csv, appended by whole rows and read back checked;
 - `_writer`: `RunWriter`, the one writer of a run directory;
-- `_summary`: `ACC_THRESHOLD`, `FINAL_STATUSES`, `Milestones`, `summarize` (summary.json);
+- `train_run` (`_training.py`): training into a run directory (the loop itself is `grokinterp.train`);
 - `_run`: `Run`, the reader;
+- re-exported from `grokinterp.milestones` (below training): `ACC_THRESHOLD`, `FINAL_STATUSES`, `Milestones`,
+  `summarize` (summary.json's definitions);
 - `_integrity`, `_checks`, `_verify`: content hashes recorded in every file, checks of what files hold,
   and `verify_run` (`grokinterp verify`).
 """
@@ -29,10 +31,10 @@ _EXPORTS = {
     "remove_stale_temp_files": "_files", "save_tensors": "_files", "step_filename": "_files",
     "versions": "_files", "write_csv": "_files", "write_metrics_csv": "_files", "HASH_KEY": "_integrity",
     "RECOVERY": "_integrity", "check_metrics_bytes": "_integrity", "csv_prefix": "_integrity",
-    "state_metrics_record": "_integrity", "Run": "_run", "ACC_THRESHOLD": "_summary",
-    "FINAL_STATUSES": "_summary", "Milestones": "_summary", "summarize": "_summary", "Finding": "_verify",
+    "state_metrics_record": "_integrity", "Run": "_run", "ACC_THRESHOLD": ".milestones",
+    "FINAL_STATUSES": ".milestones", "Milestones": ".milestones", "summarize": ".milestones", "Finding": "_verify",
     "VerifyReport": "_verify", "expected_checkpoints": "_verify", "verify_run": "_verify",
-    "RunWriter": "_writer",
+    "RunWriter": "_writer", "train_run": "_training",
 }
 
 __all__ = sorted(_EXPORTS)

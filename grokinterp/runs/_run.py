@@ -15,7 +15,7 @@ from ._files import RunError, list_steps, load_tensors, read_json, records_hashe
 from ._metrics import read_metrics_columns
 from ._integrity import METRICS_KEY
 from ._checks import check_split, check_state_dict, metrics_record, read_checked_metrics
-from ._summary import FINAL_STATUSES
+from ..milestones import FINAL_STATUSES
 
 
 class Run:

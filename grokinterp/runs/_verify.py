@@ -16,7 +16,7 @@ from ..model import build_model
 from ._checks import check_split, check_state_dict, metrics_record
 from ._files import TEMP_RE, RunError, list_steps, read_json, read_tensors, step_filename
 from ._run import Run
-from ._summary import FINAL_STATUSES
+from ..milestones import FINAL_STATUSES
 
 STATUSES = ("ok", "unrecorded", "bad", "missing")
 

@@ -23,6 +23,7 @@ from torch import Tensor
 from ._files import (
     RunLock,
     atomic_write_bytes,
+    list_steps,
     read_json,
     remove_stale_temp_files,
     save_tensors,
@@ -113,6 +114,14 @@ class RunWriter:
             record = {"rows": metrics_rows, "sha256": lines_digest(data, metrics_rows) or ""}
         meta = {} if record is None else {"metrics_rows": str(record["rows"]), "metrics_sha256": str(record["sha256"])}
         self._save(self.path / "state" / step_filename(step), tensors, meta)
+
+    def discard_from(self, step: int) -> None:
+        """Delete the checkpoints and states at `step` and later (a diverged run: their parameters may hold
+        NaN/inf, so the last one kept is the last good one)."""
+        for folder in (self.path / "ckpt", self.path / "state"):
+            for s in list_steps(folder):
+                if s >= step:
+                    (folder / step_filename(s)).unlink(missing_ok=True)
 
     def write_metrics(self, rows: list[dict]) -> None:
         """metrics.csv: one row per step, the whole file at once; its hash goes into the next state file and

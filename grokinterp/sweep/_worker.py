@@ -48,7 +48,7 @@ def train_one(config: dict, run_dir: str) -> dict:
         {"run_dir", "status", "error"}: status from summary.json, or "failed" with the error message.
     """
     from ..config import RunConfig
-    from ..train import train_run
+    from ..runs import train_run
     from ._grid import is_finished, run_status
 
     try:

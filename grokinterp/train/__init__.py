@@ -1,20 +1,21 @@
-"""Training a run: one full-batch step (`Trainer`, `_step.py`) and the loop that owns checkpoints, stopping
-and resume (`train_run`, `_loop.py`). Plug-ins (`grokinterp.plugins`) hook into the step by name.
+"""Training: one full-batch step (`Trainer`, `_step.py`) and the loop around it (`train_loop`, `_loop.py`:
+checkpoint cadence, stopping). Plug-ins (`grokinterp.plugins`) hook into the step by name.
 
-Example (writes a run directory; a `fast` run takes about a minute on one CPU thread):
+Training into a run directory (files, resume) is `grokinterp.runs.train_run`, also `grokinterp.train_run`:
 
     from grokinterp import preset, train_run
     run = train_run(preset("fast"), "checkpoints/fast")
-    run.summary["grokking_step"]
 """
 
+from ..milestones import ACC_THRESHOLD, Milestones
 from ..model import build_model
 from ..plugins import PLUGINS, Plugin, build_plugins, register_plugin
-from ..runs import ACC_THRESHOLD, Milestones
-from ._loop import should_stop, train_run
+from ._loop import CheckpointWriter, should_stop, train_loop
+from ._resources import check_resources
 from ._step import Trainer, accuracy, cross_entropy, make_trainer
 
 __all__ = [
-    "ACC_THRESHOLD", "Milestones", "PLUGINS", "Plugin", "Trainer", "accuracy", "build_model", "build_plugins",
-    "cross_entropy", "make_trainer", "register_plugin", "should_stop", "train_run",
+    "ACC_THRESHOLD", "CheckpointWriter", "Milestones", "PLUGINS", "Plugin", "Trainer", "accuracy", "build_model",
+    "build_plugins", "check_resources", "cross_entropy", "make_trainer", "register_plugin", "should_stop",
+    "train_loop",
 ]

@@ -1,6 +1,6 @@
 """One full-batch training step (`Trainer.train_step`) and what a resume needs of it (`Trainer.state_dict`).
 
-The loop around it (checkpoint cadence, stopping, resume) is `grokinterp.train._loop.train_run`. One step, in this order: plug-ins' `before_forward`, forward (final position only)
+The loop around it (checkpoint cadence, stopping) is `train_loop` (`_loop.py`); files and resume, `grokinterp.runs.train_run`. One step, in this order: plug-ins' `before_forward`, forward (final position only)
 with plug-ins' hooks, task loss + plug-ins' auxiliary losses, backward, plug-ins'
 `after_backward` (gradient filters), gradient metrics, optimizer step, plug-ins'
 `after_step`. The step's metrics describe the parameters *before* the update:
@@ -22,7 +22,7 @@ from torch import Tensor
 from ..config import RunConfig
 from ..model import Transformer, build_model
 from ..plugins import Plugin, build_plugins
-from ..runs import Milestones
+from ..milestones import Milestones
 from ..tasks import ModularTask
 
 

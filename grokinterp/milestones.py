@@ -1,4 +1,5 @@
-"""summary.json: a run's status and milestones, defined once (DESIGN.md, "Definitions used everywhere").
+"""A run's status and milestones (what summary.json records), defined once for training, the run directory,
+analyses and the live lab alike; nothing here knows about files.
 
 Memorization step: first step with train accuracy >= ACC_THRESHOLD. Grokking step: first step with train
 and test accuracy both >= ACC_THRESHOLD. Gap = grokking step - memorization step. Status: "grokked",
