@@ -271,7 +271,7 @@ _register(Reproduction(
           "step 1,500 under default AdamW (β1 0.9, wd 1) within a 3,000-step budget; at β1 = 0 a gap of a few "
           "hundred steps remains. It does not state its train fraction or learning rate: they are chosen here.",
     # the base is the preset as it stood before calibration (40 % train, lr 1e-3); every arm overrides both
-    spec=SweepSpec({"model.seed": [0]}, preset="twolayer", arms=CALIBRATION_ARMS,
+    spec=SweepSpec({"model.seed": [0, 1, 2]}, preset="twolayer", arms=CALIBRATION_ARMS,
                    overrides={"train.early_stop_after": 100, "task.frac_train": 0.4, "optim.lr": 1e-3}),
     scale="Candidates (train fraction, learning rate) on the write-up's architecture (Nanda et al.'s init and "
           "biases), one seed each at β1 0.9, stopping 100 steps after grokking. Chosen: 30 % train, lr 3e-3, the "
