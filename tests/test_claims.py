@@ -149,3 +149,42 @@ def test_repro_geometry_end_to_end_on_a_tiny_preset(tmp_path, monkeypatch):
                                    tmp_path / "docs2", figures=False)
     assert again.read_text() == text
     assert "| spike factor (max ÷ init) | " in text and " (1) | " in text  # one seed per β1 here
+
+
+def test_repro_characters_end_to_end_matches_the_spectra_of_each_checkpoint(tmp_path, monkeypatch):
+    """Two tiny a·b runs: characters.csv holds, for step 0 and the last checkpoint, the Gini coefficients that
+    `checkpoint_spectra` gives in the character basis (op mul) and the additive one (op add); the page has both
+    ledger rows, and rebuilding it from the data alone gives the same page."""
+    from dataclasses import replace
+
+    import torch
+
+    from grokinterp.analysis.fourier import checkpoint_spectra
+    from grokinterp.experiments import reproductions
+    from grokinterp.runs import Run
+    from grokinterp.sweep import SweepSpec
+
+    tiny = {"task.op": "mul", "task.p": 23, "task.frac_train": 0.6, "model.d_model": 32, "model.d_head": 8,
+            "model.d_mlp": 64, "optim.lr": 1e-2, "optim.warmup_steps": 0, "train.steps": 60, "train.ckpt_every": 20,
+            "train.state_every": 60, "train.early_stop_after": None}
+    chars = reproductions.REPRODUCTIONS["characters"]
+    monkeypatch.setitem(reproductions.REPRODUCTIONS, "characters", replace(
+        chars, spec=SweepSpec({"model.seed": [0, 1]}, preset="quick", overrides=tiny)))
+    page = reproductions.run_reproduction("characters", out=tmp_path / "runs", workers=1, docs_dir=tmp_path / "docs",
+                                          data_dir=tmp_path / "data", progress=False)
+    data = load_data("characters", tmp_path / "data")
+    rows = data.extras["characters"]
+    assert [(r["run"], int(r["step"])) for r in rows] == [("model.seed=0", 0), ("model.seed=0", 60),
+                                                          ("model.seed=1", 0), ("model.seed=1", 60)]
+    run = Run(tmp_path / "runs" / "model.seed=1")
+    for op, prefix in (("mul", "char"), ("add", "add")):
+        task = replace(run.task, config=replace(run.task.config, op=op))
+        with torch.no_grad():
+            spectra = checkpoint_spectra(run.model(60), task)
+        for part in ("embed_gini", "neuron_gini", "logit_gini"):
+            assert float(rows[3][f"{prefix}_{part}"]) == pytest.approx(float(spectra[part]), abs=1e-6)
+    assert rows[3]["char_embed_gini"] != rows[3]["add_embed_gini"]  # two different bases, two different numbers
+    text = page.read_text()
+    assert "| rel-characters |" in text and "| rel-characters-vs-fourier |" in text
+    again = write_reproduction_doc(reproductions.REPRODUCTIONS["characters"], data, tmp_path / "docs2", figures=False)
+    assert again.read_text() == text

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..runs import atomic_write_bytes
 from ..stats import Estimate, bootstrap_ci, median_difference_ci, median_ratio_ci, wilson_interval
+from .characters import character_minus_additive, final_embed_gini
 from .geometry import median_event
 from .repro import transplant_deltas
 from .repro_data import DATA_DIR, ReproData, load_data
@@ -36,6 +37,7 @@ VERDICTS = ("holds", "does not hold", "inconclusive", "not measured")
 DYNAMICS = "Grokking Dynamics (write-up)"
 STENCIL = "Grokking as Manifold Selection Under Constraint (write-up)"
 RELATED = "related-work abstracts"
+CHARACTERS_SCALE = "`fast` preset (p 53, 1 layer) on a·b, 10 seeds"
 FAST = "`fast` preset (p 53, 1 layer, 40 % train) instead of the write-up's mod-113 2-layer model"
 
 
@@ -378,8 +380,11 @@ CLAIMS: list[Claim] = [
           below(0.25, "MAPE < 25 %"), "leave-one-out MAPE of the first-passage law", None, None,
           "needs per-run fits committed (the alarm benchmark kept only its table)"),
     Claim("rel-characters", RELATED, "for a·b mod p the multiplicative-character spectrum is sparse",
-          above(0.5, "sparse"), "character-basis Gini of a grokked a·b run", None, None,
-          "no multiplication reproduction yet (the instrument is tested in tests/test_characters.py)"),
+          above(0.5, "sparse (Gini > 0.5)"), "embedding's character-basis Gini at the end of grokked a·b runs",
+          "characters", final_embed_gini, CHARACTERS_SCALE),
+    Claim("rel-characters-vs-fourier", RELATED, "the dense Fourier spectrum of a·b is an artifact of the additive basis",
+          above(0.0, "character Gini > additive"), "embedding Gini, characters − additive Fourier, paired per run",
+          "characters", character_minus_additive, CHARACTERS_SCALE),
 ]
 
 NOT_CHECKABLE = [

@@ -46,7 +46,8 @@ def _list_reproductions_in_help(parser: argparse.ArgumentParser) -> None:
     def lazy_format_help() -> str:
         from .reproductions import REPRODUCTIONS
 
-        listing = "\n".join(f"  {name:10s} {r.title}" for name, r in REPRODUCTIONS.items())
+        width = max(map(len, REPRODUCTIONS))
+        listing = "\n".join(f"  {name:{width}s}  {r.title}" for name, r in REPRODUCTIONS.items())
         parser.description = template.replace("%(listing)s", listing)
         return format_help()
 
