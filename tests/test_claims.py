@@ -188,3 +188,32 @@ def test_repro_characters_end_to_end_matches_the_spectra_of_each_checkpoint(tmp_
     assert "| rel-characters |" in text and "| rel-characters-vs-fourier |" in text
     again = write_reproduction_doc(reproductions.REPRODUCTIONS["characters"], data, tmp_path / "docs2", figures=False)
     assert again.read_text() == text
+
+
+def test_cycle_fractions_count_only_runs_that_grokked(tmp_path):
+    """A run that never grokked has no post-grokking phase: a memorized run whose accuracy never left chance
+    must not count as a run "without a collapse". Two grokked runs (one with a planted collapse to 0.2, one
+    steady) and one memorized run: collapse fraction 1/2, not 1/3."""
+    import numpy as np
+
+    from grokinterp.experiments.claims import cycle_fraction
+
+    steps = np.arange(0, 2000, 5)
+    steady = np.where(steps >= 500, 1.0, 0.1)
+    collapsed = steady.copy()
+    collapsed[(steps >= 1200) & (steps < 1300)] = 0.2
+    series = {"steady": steady, "collapsed": collapsed, "memorized": np.full_like(steady, 0.05)}
+    runs, rows = [], []
+    for seed, (name, acc) in enumerate(series.items()):
+        run = f"optim.weight_decay=0.25__model.seed={seed}"
+        runs.append({"name": run, "values": {"optim.weight_decay": 0.25, "model.seed": seed}})
+        grok = None if name == "memorized" else 500
+        rows.append([run, "memorized" if grok is None else "grokked", 40, grok, None if grok is None else grok - 40])
+        write_rows(tmp_path / "cycle" / "series" / f"{run}.csv", ["step", "test_acc", "train_acc"],
+                   [[int(s), float(a), 1.0] for s, a in zip(steps, acc)])
+    (tmp_path / "cycle" / "sweep.json").write_text(json.dumps({
+        "name": "cycle", "runs": runs, "cell_keys": ["optim.weight_decay"], "axes": ["optim.weight_decay", "model.seed"],
+        "steps": 2000, "machine": "test"}))
+    write_rows(tmp_path / "cycle" / "runs.csv", ["run", "status", "memorization_step", "grokking_step", "gap"], rows)
+    estimate = cycle_fraction("collapse", 0.25)(load_data("cycle", tmp_path / "cycle"))
+    assert estimate.n == 2 and estimate.value == pytest.approx(0.5)
