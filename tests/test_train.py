@@ -163,3 +163,46 @@ def test_train_run_gives_the_callers_thread_count_back(tmp_path):
         assert torch.get_num_threads() == before  # also after a refused start
     finally:
         torch.set_num_threads(before)
+
+
+class MemoryWriter:
+    """A `CheckpointWriter` that keeps everything in memory: the loop needs no run directory."""
+
+    def __init__(self):
+        self.checkpoints, self.states, self.rows, self.summary, self.discarded = {}, {}, [], None, None
+
+    def write_checkpoint(self, step, state_dict):
+        self.checkpoints[step] = {k: v.clone() for k, v in state_dict.items()}
+
+    def write_state(self, step, tensors):
+        self.states[step] = tensors
+
+    def append_metrics(self, rows):
+        self.rows = list(rows)
+
+    def write_summary(self, summary):
+        self.summary = summary
+
+    def discard_from(self, step):
+        self.discarded = step
+
+
+def test_the_loop_writes_through_any_writer_and_matches_train_run(tmp_path):
+    """`train_loop` with an in-memory writer gives the same checkpoints (torch.equal), metric rows and milestones
+    as `runs.train_run` writing a run directory from the same config: the directory is only where they go."""
+    from grokinterp.runs import Run, train_run
+    from grokinterp.train import train_loop
+
+    config = tiny_config(**{"train.steps": 40, "train.ckpt_every": 10, "train.state_every": 20})
+    torch.manual_seed(config.model.seed + 1)  # as train_run seeds the global RNG before building the trainer
+    writer = MemoryWriter()
+    summary = train_loop(make_trainer(config, make_task(config.task)), writer, [], progress=False)
+    run = train_run(config, tmp_path / "run", progress=False)
+    assert sorted(writer.checkpoints) == run.steps == [0, 10, 20, 30, 40]
+    assert sorted(writer.states) == run.state_steps == [0, 20, 40]
+    for step in run.steps:
+        saved = run.state_dict(step)
+        assert all(torch.equal(saved[k], v) for k, v in writer.checkpoints[step].items())
+    assert [r["step"] for r in writer.rows] == list(run.metrics["step"])
+    assert all(summary[k] == run.summary[k] for k in ("status", "memorization_step", "grokking_step", "final_step"))
+    assert writer.discarded is None
