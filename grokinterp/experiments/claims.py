@@ -37,7 +37,7 @@ VERDICTS = ("holds", "does not hold", "inconclusive", "not measured")
 DYNAMICS = "Grokking Dynamics (write-up)"
 STENCIL = "Grokking as Manifold Selection Under Constraint (write-up)"
 RELATED = "related-work abstracts"
-CHARACTERS_SCALE = "`fast` preset (p 53, 1 layer) on a·b, 10 seeds"
+CHARACTERS_SCALE = "`fast` preset (p 53, 1 layer) on a·b, 12 seeds"
 FAST = "`fast` preset (p 53, 1 layer, 40 % train) instead of the write-up's mod-113 2-layer model"
 
 
