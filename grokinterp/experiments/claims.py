@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runs import atomic_write_bytes
-from ..stats import Estimate, bootstrap_ci, median_difference_ci, median_ratio_ci, wilson_interval
+from ..stats import Estimate, bootstrap_ci, median_difference_ci, median_ratio_ci, pearson_with_ci, wilson_interval
 from .characters import character_minus_additive, final_embed_gini
 from .geometry import median_event
 from .repro import transplant_deltas
@@ -250,6 +250,45 @@ def alarm_rate(diagnostic: str) -> Callable:
     return measure
 
 
+def _delay_rows(data: ReproData, *columns: str, positive: bool = True) -> list[list[float]]:
+    """The grokking runs' `columns` from `delays.csv` (the alarm benchmark's per-run delay-law terms), for the
+    runs where every one is a finite (and, if `positive`, positive) number."""
+    rows = []
+    for row in data.extras.get("delays", []):
+        try:
+            values = [float(row[c]) for c in columns]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+            rows.append(values)
+    return rows
+
+
+def logit_scale_r2(data: ReproData) -> Estimate | None:
+    """R² of ln(gap) on ln s_eff(T_mem) over the grokking runs: Pearson's r squared, its interval the square of
+    r's Fisher-z interval (from 0 when that interval contains 0)."""
+    rows = _delay_rows(data, "grokking_step", "memorization_step", "s_eff_at_memorization")
+    rows = [(g - m, s) for g, m, s in rows if g > m]
+    if len(rows) < 4:
+        return None
+    gap, s_eff = np.log(np.array(rows)).T
+    c = pearson_with_ci(s_eff, gap)
+    low, high = sorted((c.ci_low ** 2, c.ci_high ** 2))
+    return Estimate(c.r ** 2, 0.0 if c.ci_low < 0 < c.ci_high else low, high, c.n, c.confidence, "Fisher z, squared")
+
+
+def first_passage_mape(data: ReproData) -> Estimate | None:
+    """Leave-one-out MAPE of the first-passage law over the grokking runs (each run's gap predicted by the law
+    calibrated on the others), with a bootstrap CI of the mean over runs."""
+    from .warning import FirstPassageRun, leave_one_out_errors
+
+    fields = ("slope", "kappa", "v_mem", "v_star", "gap", "lr", "weight_decay")
+    # the ln V slope may be negative; the law's own terms must be positive
+    runs = [FirstPassageRun(*values) for values in _delay_rows(data, *fields, positive=False) if min(values[1:]) > 0]
+    errors = [e for e in leave_one_out_errors(runs) if math.isfinite(e)]
+    return bootstrap_ci(errors, statistic=np.mean) if errors else None
+
+
 def _grokked(s):
     return s["status"] == "grokked"
 
@@ -375,11 +414,11 @@ CLAIMS: list[Claim] = [
           reported_rate(102, 111, "92 % of 111"), "fraction of grokking runs whose ‖θ‖ decline fires first", "warn",
           alarm_rate("D9 weight-norm decline"), WARN_SCALE),
     Claim("rel-logit-scale", RELATED, "the delay is explained by the logit scale, the weight norm adds 1–2 %",
-          between(0.5, 1.0, "most of the variance"), "R² of ln gap on ln s_eff at memorization", None, None,
-          "needs per-run logit scales committed (the alarm benchmark kept only its table)"),
+          between(0.5, 1.0, "most of the variance"), "R² of ln gap on ln s_eff at memorization", "warn",
+          logit_scale_r2, WARN_SCALE),
     Claim("rel-adamw-law", RELATED, "a closed-form AdamW law predicts the grokking delay (MAPE 17.7 %)",
-          below(0.25, "MAPE < 25 %"), "leave-one-out MAPE of the first-passage law", None, None,
-          "needs per-run fits committed (the alarm benchmark kept only its table)"),
+          below(0.25, "MAPE < 25 %"), "leave-one-out MAPE of the first-passage law", "warn",
+          first_passage_mape, WARN_SCALE),
     Claim("rel-characters", RELATED, "for a·b mod p the multiplicative-character spectrum is sparse",
           above(0.5, "sparse (Gini > 0.5)"), "embedding's character-basis Gini at the end of grokked a·b runs",
           "characters", final_embed_gini, CHARACTERS_SCALE),

@@ -73,7 +73,7 @@ def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return "" if not math.isfinite(value) else repr(round(value, 6))
+        return "" if not math.isfinite(value) else repr(float(round(value, 6)))  # np.float64 is a float too
     return str(value)
 
 

@@ -19,7 +19,7 @@ _EXPORTS = {
     "persistent_level": "_alarms", "FirstPassageRun": "_delay_laws", "LawFit": "_delay_laws",
     "bootstrap_ci": "_delay_laws", "first_passage_run": "_delay_laws", "fit_exponential_law": "_delay_laws",
     "fit_first_passage": "_delay_laws", "fit_power_law": "_delay_laws", "predict_gap": "_delay_laws",
-    "prediction_error": "_delay_laws", "alarm_table": "_report", "lead_time_figure": "_report",
+    "prediction_error": "_delay_laws", "leave_one_out_errors": "_delay_laws", "alarm_table": "_report", "lead_time_figure": "_report",
     "lead_time_svg": "_report", "write_lead_time_svg": "_report", "write_warn_markdown": "_report",
     "ALARM_RULES": "_signals", "AlarmRule": "_signals", "rule_names": "_signals",
     "running_drawdown": "_signals", "running_rise": "_signals", "shift_since": "_signals",

@@ -176,6 +176,19 @@ def fit_first_passage(runs: Sequence[FirstPassageRun], n_boot: int = N_BOOT, see
     return LawFit(params, bootstrap_ci(fit, len(runs), n_boot, seed), len(runs), r2)
 
 
+def leave_one_out_errors(runs: Sequence[FirstPassageRun]) -> list[float]:
+    """|predicted - gap| / gap of each run, its law calibrated on all the others (`fit_first_passage`);
+    their mean is the leave-one-out MAPE. Empty with fewer than 3 runs."""
+    if len(runs) < 3:
+        return []
+    errors = []
+    for i, r in enumerate(runs):
+        fit = fit_first_passage([o for j, o in enumerate(runs) if j != i], n_boot=0)
+        errors.append(abs(predict_gap(fit.params["kappa"], fit.params["v_star"], r.v_mem, r.lr, r.weight_decay)
+                          - r.gap) / r.gap)
+    return errors
+
+
 def prediction_error(fit: LawFit, runs: Sequence[FirstPassageRun]) -> float:
     """Mean absolute percentage error |predicted - gap| / gap over `runs` (inf if one is predicted never to grok)."""
     if not runs:

@@ -87,6 +87,25 @@ def alarm_rows(result: WarnResult) -> list[list]:
     return rows
 
 
+DELAY_DATA_COLUMNS = ["run", "memorization_step", "grokking_step", "s_eff_at_memorization",
+                      "weight_norm_at_memorization", "slope", "kappa", "v_mem", "v_star", "gap", "lr", "weight_decay"]
+
+
+def delay_rows(result: WarnResult) -> list[list]:
+    """Per grokking run (DELAY_DATA_COLUMNS): the quantities of the delay laws, so the claims ledger can refit
+    them from committed data (`docs/reproductions/data/warn/delays.csv`): the logit scale and weight norm at
+    memorization, and the first-passage law's per-run terms (empty where the run has none)."""
+    rows = []
+    for r in result.runs:
+        if r.role != "grokking":
+            continue
+        fp = r.first_passage
+        terms = ([] if fp is None else [fp.slope, fp.kappa, fp.v_mem, fp.v_star, fp.gap, fp.lr, fp.weight_decay])
+        rows.append([r.name, r.memorization_step, r.grokking_step, r.facts.get("s_eff_at_memorization"),
+                     r.facts.get("weight_norm_at_memorization"), *(terms or [None] * 7)])
+    return rows
+
+
 def _runs_table(result: WarnResult) -> str:
     lines = ["| run | role | status | T_mem | T_grok | step of the ‖θ‖ peak | D6 paper detector (s > 0.04) fires at |",
              "|---|---|---|---|---|---|---|"]

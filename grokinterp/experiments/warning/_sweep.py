@@ -23,7 +23,7 @@ from ...runs import FINAL_STATUSES, Run
 from ...sweep import SWEEP_FILE, collect
 from ._alarms import AlarmStats, RunSignal, benchmark_alarm
 from ._delay_laws import (FirstPassageRun, LawFit, first_passage_run, fit_exponential_law, fit_first_passage,
-                          fit_power_law, predict_gap, prediction_error)
+                          fit_power_law, leave_one_out_errors, prediction_error)
 from ._signals import ALARM_RULES
 
 DEFAULT_CONTROLS = ("optim.weight_decay=0",)
@@ -206,12 +206,7 @@ def fit_delay_laws(runs: Sequence[WarnRun]) -> dict[str, object]:
             out["first_passage_prediction"] = {"scheme": f"calibrated on {dict(calib_key)}, predicting the other cells",
                                                "mape": prediction_error(fit, others), "n_predicted": len(others)}
         elif len(fp) >= 3:
-            errors = []
-            for i, r in enumerate(fp):
-                fit = fit_first_passage([o.first_passage for j, o in enumerate(fp) if j != i], n_boot=0)
-                p = r.first_passage
-                errors.append(abs(predict_gap(fit.params["kappa"], fit.params["v_star"], p.v_mem, p.lr, p.weight_decay)
-                                  - p.gap) / p.gap)
+            errors = leave_one_out_errors([r.first_passage for r in fp])
             out["first_passage_prediction"] = {"scheme": "one cell: leave-one-out over its runs",
                                                "mape": float(np.mean(errors)), "n_predicted": len(fp)}
     gaps = {r.name: r.grokking_step - r.memorization_step for r in grok if r.memorization_step is not None}

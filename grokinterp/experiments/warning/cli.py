@@ -34,7 +34,8 @@ def add_warn_parser(subparsers) -> argparse.ArgumentParser:
                    help="a second control group at the grokking runs' own settings that cannot generalize (e.g. "
                         "task.op=random); every rule is scored again with thresholds from it (repeatable)")
     p.add_argument("--data-dir", type=Path,
-                   help="also write the benchmark's rows as alarms.csv there (e.g. docs/reproductions/data/warn)")
+                   help="also write the benchmark's rows as alarms.csv and the delay laws' per-run terms as delays.csv there "
+                        "(e.g. docs/reproductions/data/warn)")
     p.add_argument("--out", type=Path, default=Path("docs/reproductions/warn.md"),
                    help="Markdown page to write (default docs/reproductions/warn.md)")
     p.add_argument("--figure", type=Path, help="SVG figure to write (default: <out stem>_lead_times.svg beside --out)")
@@ -67,8 +68,9 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
     path = write_warn_markdown(result, args.out, figure, command)
     if args.data_dir is not None:
         from ..repro_data import write_rows
-        from ._report import ALARM_DATA_COLUMNS, alarm_rows
+        from ._report import ALARM_DATA_COLUMNS, DELAY_DATA_COLUMNS, alarm_rows, delay_rows
 
         write_rows(args.data_dir / "alarms.csv", ALARM_DATA_COLUMNS, alarm_rows(result))
+        write_rows(args.data_dir / "delays.csv", DELAY_DATA_COLUMNS, delay_rows(result))
     print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
     return 0
