@@ -237,6 +237,7 @@ def transplant_delta(arm: str) -> Callable:
 
 WARN_SCALE = ("`fast` preset; thresholds from matched controls (random-table task at wd 1) once committed, "
               "until then from controls at wd 0 (not matched: see warn.md)")
+DELAY_SCALE = "`fast` preset, the alarm benchmark's grokking runs (one cell: wd 1, lr 3e-3), refitted from delays.csv"
 
 
 def alarm_rate(diagnostic: str) -> Callable:
@@ -415,10 +416,10 @@ CLAIMS: list[Claim] = [
           alarm_rate("D9 weight-norm decline"), WARN_SCALE),
     Claim("rel-logit-scale", RELATED, "the delay is explained by the logit scale, the weight norm adds 1–2 %",
           between(0.5, 1.0, "most of the variance"), "R² of ln gap on ln s_eff at memorization", "warn",
-          logit_scale_r2, WARN_SCALE),
+          logit_scale_r2, DELAY_SCALE),
     Claim("rel-adamw-law", RELATED, "a closed-form AdamW law predicts the grokking delay (MAPE 17.7 %)",
           below(0.25, "MAPE < 25 %"), "leave-one-out MAPE of the first-passage law", "warn",
-          first_passage_mape, WARN_SCALE),
+          first_passage_mape, DELAY_SCALE),
     Claim("rel-characters", RELATED, "for a·b mod p the multiplicative-character spectrum is sparse",
           above(0.5, "sparse (Gini > 0.5)"), "embedding's character-basis Gini at the end of grokked a·b runs",
           "characters", final_embed_gini, CHARACTERS_SCALE),
