@@ -56,6 +56,7 @@ class Reproduction:
     series: tuple = ()
     series_every: int = 1
     export_extra: Callable | None = None
+    definitions: str = ""  # how each measured quantity is computed, printed under the table
 
     @property
     def specs(self) -> list[SweepSpec]:
@@ -458,6 +459,8 @@ def write_reproduction_doc(repro: Reproduction, data: ReproData, docs_dir: Path 
             "## Measured", "",
             "Medians with 95 % percentile-bootstrap intervals; rates as k/n with 95 % Wilson intervals.", "",
             markdown_table(columns, rows), ""]
+    if repro.definitions:
+        text += [f"**How each quantity is measured.** {repro.definitions}", ""]
     verdicts = claims_table(page=repro.name, data=data)
     if verdicts:
         text += ["## Claims and verdicts", "", "By the rule at the top of [the claims ledger](../claims.md).", "",

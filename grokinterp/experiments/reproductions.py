@@ -258,6 +258,18 @@ _register(Reproduction(
     export_extra=_geometry_export,
     series=("test_acc", "train_acc", "grad_agreement", "mom_grad_cos"),
     series_every=5,
+    definitions="Per run, then the median and range over seeds (`analysis.transitions`). Spike factor: the largest "
+                "top Hessian eigenvalue up to the grokking step (the whole run if it never groks) ÷ its value at step "
+                "0. Decline starts: the first replayed step after the peak where the eigenvalue is down by a quarter. "
+                "Lag: (first step where test accuracy is halfway from its first value to its maximum) − (first step "
+                "after the peak where the eigenvalue is halfway down on a log scale); negative when accuracy rises "
+                "first. Agreement slope: OLS slope of half-batch gradient agreement from step 0 to memorization, per "
+                "1k steps. Momentum–gradient cosine: median over (memorization, grokking) of the cosine between "
+                "Adam's first moment and the gradient (at β1 0 the first moment is the last gradient). Effective-rank "
+                "drop: 1 − min over [grokking, grokking + 500] ÷ median over [memorization, grokking) of the "
+                "per-sample gradients' effective rank. Fourier ratios: the key-frequency share of the last MLP and "
+                "the embedding's Fourier Gini at step 700 ÷ at the last checkpoint. A run that never groks has no "
+                "decline, lag, rank drop or Fourier ratio.",
 ))
 
 
