@@ -217,10 +217,15 @@ def speedup_ci_table(data: ReproData, reference: dict) -> tuple[list[str], list[
 def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
     """Per run after grokking: the cycle test of test accuracy (periodogram peak vs AR(1) red noise: period,
     amplitude, p), the weight norm's Lomb-Scargle period, the accuracy-norm phase locking (PLV) with its
-    phase-randomized surrogate p, collapses below 0.5 and re-grokking (`post_grokking_dynamics`)."""
-    from ..analysis import post_grokking_dynamics  # torch: imported when a table needs it, not by the CLI
+    phase-randomized surrogate p, collapses below 0.5 and re-grokking (`post_grokking_dynamics`). A period
+    the run after grokking covers fewer than twice is marked † (its ResolutionWarning, kept in the table)."""
+    import warnings
 
-    columns = ["run", "status", "grokked", "stable grok", "acc period", "acc amplitude", "cycle p", "norm period",
+    from ..analysis import post_grokking_dynamics  # torch: imported when a table needs it, not by the CLI
+    from ..analysis.dynamics import ResolutionWarning
+
+    columns = ["run", "status", "grokked", "stable grok", "acc period", "acc amplitude", "cycle p",
+               "norm period (†: seen < 2 periods)",
                "PLV (norm, acc)", "PLV p", "collapses (start: min acc, re-grokked)", "source reports"]
     rows = []
     for rec in data.records:
@@ -228,13 +233,16 @@ def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]
         if m is None:
             rows.append([rec.name, rec.summary.get("status", "not run")] + ["–"] * 10)
             continue
-        dyn = post_grokking_dynamics(m, grokking_step=rec.summary.get("grokking_step"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResolutionWarning)
+            dyn = post_grokking_dynamics(m, grokking_step=rec.summary.get("grokking_step"))
+        under = "†" if any(issubclass(w.category, ResolutionWarning) for w in caught) else ""
         test, norm = dyn.cycle_test, dyn.weight_norm
         collapses = "; ".join(f"{c.start_step}: {c.min_value:.2f}, {'yes' if c.regrok_step else 'no'}"
                               for c in dyn.collapses) or "none"
         rows.append([rec.name, rec.summary["status"], fmt(dyn.grokking_step), fmt(dyn.stable_grokking_step),
                      fmt(test.period) if test else "–", fmt(test.amplitude, 4) if test else "–",
-                     f"{test.p_value:.3f}" if test else "–", fmt(norm.period) if norm else "–",
+                     f"{test.p_value:.3f}" if test else "–", fmt(norm.period) + under if norm else "–",
                      fmt(dyn.locking.plv, 2) if dyn.locking else "–",
                      f"{dyn.locking_p_value:.3f}" if dyn.locking_p_value is not None else "–",
                      collapses, reference.get(cell_label(rec.values, data.cell_keys), "–")])
