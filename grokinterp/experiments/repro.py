@@ -240,6 +240,10 @@ def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]
         test, norm = dyn.cycle_test, dyn.weight_norm
         collapses = "; ".join(f"{c.start_step}: {c.min_value:.2f}, {'yes' if c.regrok_step else 'no'}"
                               for c in dyn.collapses) or "none"
+        if len(dyn.collapses) > 3:  # a run that collapses again and again: count them, name the deepest
+            deepest = min(dyn.collapses, key=lambda c: c.min_value)
+            collapses = (f"{len(dyn.collapses)} collapses, {sum(c.regrok_step is not None for c in dyn.collapses)} "
+                         f"re-grokked; deepest {deepest.start_step}: {deepest.min_value:.2f}")
         rows.append([rec.name, rec.summary["status"], fmt(dyn.grokking_step), fmt(dyn.stable_grokking_step),
                      fmt(test.period) if test else "–", fmt(test.amplitude, 4) if test else "–",
                      f"{test.p_value:.3f}" if test else "–", fmt(norm.period) + under if norm else "–",
