@@ -296,5 +296,9 @@ def test_matched_controls_get_their_own_thresholds_and_say_what_differs(fake_swe
     rows = (data_dir / "alarms.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * len(ALARM_RULES) and rows[0].startswith("diagnostic,controls,differ_in")
     assert "matched controls" in out.read_text()
+    meta = json.loads((data_dir / "sweep.json").read_text())  # what the committed rows are, not older rows
+    assert meta["scored"]["matched"] == len(result.of_role("matched")) and "--data-dir" in meta["written_by"]
+    assert "## Claims and verdicts" in out.read_text() and "| rel-norm-peak |" in out.read_text()
+    assert (data_dir / "delays.csv").read_text().startswith("run,memorization_step,grokking_step,s_eff_at_memorization")
     assert main(["warn", str(fake_sweep), "--matched-controls", "optim.weight_decay=1.0", "--out", str(out),
                  "--no-progress"]) == 2  # the scored runs themselves cannot be matched controls

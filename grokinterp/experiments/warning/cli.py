@@ -72,5 +72,33 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
 
         write_rows(args.data_dir / "alarms.csv", ALARM_DATA_COLUMNS, alarm_rows(result))
         write_rows(args.data_dir / "delays.csv", DELAY_DATA_COLUMNS, delay_rows(result))
+        _write_data_description(result, args.data_dir, command)
+        _append_verdicts(path, args.data_dir)
     print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
     return 0
+
+
+def _write_data_description(result, data_dir: Path, command: str) -> None:
+    """data_dir/sweep.json: what the committed rows are (no per-run configs: the ledger reads only the CSVs)."""
+    import json
+    import platform
+
+    from ...runs import atomic_write_bytes
+    from ...sweep import available_cores
+
+    roles = {role: sum(r.role == role for r in result.runs) for role in ("grokking", "control", "matched")}
+    meta = {"name": "warn", "runs": [], "cell_keys": [], "axes": [], "written_by": command, "scored": roles,
+            "machine": f"{platform.machine()} CPU, {available_cores()} cores"}
+    atomic_write_bytes(data_dir / "sweep.json", (json.dumps(meta, indent=1) + "\n").encode())
+
+
+def _append_verdicts(page: Path, data_dir: Path) -> None:
+    """The ledger's rows for this page (`experiments.claims`), from the data just written, under the tables."""
+    from ...runs import atomic_write_bytes
+    from ..claims import claims_table
+    from ..repro_data import load_data
+
+    table = claims_table(page="warn", data=load_data("warn", data_dir))
+    text = page.read_text().rstrip("\n") + "\n\n## Claims and verdicts\n\nBy the rule at the top of " \
+        "[the claims ledger](../claims.md).\n\n" + table + "\n"
+    atomic_write_bytes(page, text.encode())
