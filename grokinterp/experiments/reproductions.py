@@ -135,36 +135,31 @@ CYCLE_REFERENCE = {"weight_decay=1.0": "period ~150, norm locked to accuracy",
                    "weight_decay=0.25": "collapse to ~0.25, re-grok", "weight_decay=2.0": "hovering, no crashes"}
 CYCLE_SERIES = ("test_acc", "train_acc", "weight_norm_sq")
 
-_register(Reproduction(
-    name="cycle",
-    title=f"post-grokking limit cycle, collapses and hovering vs weight decay ({DYNAMICS})",
+def _cycle_reproduction(name: str, title: str, claim: str, scale: str, overrides: dict) -> Reproduction:
+    """The post-grokking dynamics sweep: 5 seeds × wd {0.25, 1, 2} of the `fast` preset, 4,000 steps."""
+    return Reproduction(
+        name=name, title=title, claim=claim, scale=scale, reference=CYCLE_REFERENCE, table=cycle_table,
+        figures=cycle_figures, series=CYCLE_SERIES,
+        spec=SweepSpec({"optim.weight_decay": [0.25, 1.0, 2.0], "model.seed": list(range(5))}, preset="fast",
+                       overrides={**CYCLE_OVERRIDES, **overrides}))
+
+
+_register(_cycle_reproduction(
+    "cycle", f"post-grokking limit cycle, collapses and hovering vs weight decay ({DYNAMICS})",
     claim="At wd 1 accuracy oscillates with a period of ~150 steps and the weight norm is a sinusoid correlated with "
           "it; at wd 0.25 collapses to ~0.25 accuracy and re-grokking; at wd 2 gentle hovering, no crashes.",
-    spec=SweepSpec({"optim.weight_decay": [0.25, 1.0, 2.0], "model.seed": list(range(5))}, preset="fast",
-                   overrides={**CYCLE_OVERRIDES, "optim.beta1": 0.0}),
     scale="5 seeds per weight decay of the `fast` preset at β1 0 (the write-up's weight-decay sweep is at β1 0), "
           "4,000 steps with test accuracy every 5 steps (a 150-step period has 30 samples). A cycle counts only "
           "with its test's p < 0.05. The same sweep at the preset's default β1 0.9: cycle_beta09.md.",
-    reference=CYCLE_REFERENCE,
-    table=cycle_table,
-    figures=cycle_figures,
-    series=CYCLE_SERIES,
-))
+    overrides={"optim.beta1": 0.0}))
 
-_register(Reproduction(
-    name="cycle_beta09",
-    title=f"post-grokking dynamics vs weight decay at β1 0.9 ({DYNAMICS}; the write-up's sweep is at β1 0)",
+_register(_cycle_reproduction(
+    "cycle_beta09", f"post-grokking dynamics vs weight decay at β1 0.9 ({DYNAMICS}; the write-up's sweep is at β1 0)",
     claim="As cycle.md, whose claims are made at β1 0; this page asks whether they also hold under default "
           "AdamW momentum.",
-    spec=SweepSpec({"optim.weight_decay": [0.25, 1.0, 2.0], "model.seed": list(range(5))}, preset="fast",
-                   overrides=CYCLE_OVERRIDES),
     scale="5 seeds per weight decay of the `fast` preset at its default β1 0.9, 4,000 steps with test accuracy "
           "every 5 steps. A cycle counts only with its test's p < 0.05. No ledger rows: the claims are read at β1 0.",
-    reference=CYCLE_REFERENCE,
-    table=cycle_table,
-    figures=cycle_figures,
-    series=CYCLE_SERIES,
-))
+    overrides={}))
 
 _register(Reproduction(
     name="gap",
