@@ -17,7 +17,6 @@ The verdict rule (one function, `verdict`, applied to every row):
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +28,7 @@ from ..runs import atomic_write_bytes
 from ..stats import Estimate, bootstrap_ci, median_difference_ci, median_ratio_ci, pearson_with_ci, wilson_interval
 from .characters import character_minus_additive, final_embed_gini
 from .geometry import median_event
-from .repro import transplant_deltas
+from .repro import dynamics_of, transplant_deltas
 from .repro_data import DATA_DIR, ReproData, load_data
 
 LEDGER = Path("docs/claims.md")
@@ -212,17 +211,12 @@ def cycle_fraction(test: str, wd: float) -> Callable:
     cycle test at p < 0.05; "locked": the accuracy-norm locking at p < 0.05; "collapse": a collapse below 0.5).
     A run that never grokked has no post-grokking phase: it is not counted (n is the number that grokked)."""
     def measure(data):
-        from ..analysis import post_grokking_dynamics
-        from ..analysis.dynamics import ResolutionWarning
-
         hits = n = 0
         for rec in _runs(data, weight_decay=wd):
             m = data.series(rec.name)
             if m is None or rec.summary.get("grokking_step") is None:
                 continue
-            with warnings.catch_warnings():  # an under-resolved norm period is marked on the page, not raised here
-                warnings.simplefilter("ignore", ResolutionWarning)
-                dyn = post_grokking_dynamics(m, grokking_step=rec.summary.get("grokking_step"))
+            dyn, _ = dynamics_of(m, rec.summary.get("grokking_step"))  # an under-resolved period: marked on the page
             n += 1
             hits += {"cycle": dyn.cycle_test is not None and dyn.cycle_test.p_value < 0.05,
                      "locked": dyn.locking_p_value is not None and dyn.locking_p_value < 0.05,
@@ -285,11 +279,11 @@ def logit_scale_r2(data: ReproData) -> Estimate | None:
 def first_passage_mape(data: ReproData) -> Estimate | None:
     """Leave-one-out MAPE of the first-passage law over the grokking runs (each run's gap predicted by the law
     calibrated on the others), with a bootstrap CI of the mean over runs."""
-    from .warning import FirstPassageRun, leave_one_out_errors
+    from .warning import FIRST_PASSAGE_COLUMNS, FirstPassageRun, leave_one_out_errors
 
-    fields = ("slope", "kappa", "v_mem", "v_star", "gap", "lr", "weight_decay")
-    # the ln V slope may be negative; the law's own terms must be positive
-    runs = [FirstPassageRun(*values) for values in _delay_rows(data, *fields, positive=False) if min(values[1:]) > 0]
+    # the ln V slope (first) may be negative; the law's own terms must be positive
+    rows = _delay_rows(data, *FIRST_PASSAGE_COLUMNS, positive=False)
+    runs = [FirstPassageRun(*values) for values in rows if min(values[1:]) > 0]
     errors = [e for e in leave_one_out_errors(runs) if math.isfinite(e)]
     return bootstrap_ci(errors, statistic=np.mean) if errors else None
 

@@ -214,16 +214,26 @@ def speedup_ci_table(data: ReproData, reference: dict) -> tuple[list[str], list[
     return columns, rows
 
 
-def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
-    """Per run after grokking: the cycle test of test accuracy (periodogram peak vs AR(1) red noise: period,
-    amplitude, p), the weight norm's Lomb-Scargle period, the accuracy-norm phase locking (PLV) with its
-    phase-randomized surrogate p, collapses below 0.5 and re-grokking (`post_grokking_dynamics`). A period
-    the run after grokking covers fewer than twice is marked † (its ResolutionWarning, kept in the table)."""
+def dynamics_of(series: dict, grokking_step: int | None):
+    """`post_grokking_dynamics` of a committed series, and whether it warned (ResolutionWarning) that the run
+    after grokking covers a period fewer than twice: the cycle page marks such a period, the ledger uses the
+    run as it is; either way the warning is caught here, not raised."""
     import warnings
 
     from ..analysis import post_grokking_dynamics  # torch: imported when a table needs it, not by the CLI
     from ..analysis.dynamics import ResolutionWarning
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResolutionWarning)
+        dyn = post_grokking_dynamics(series, grokking_step=grokking_step)
+    return dyn, any(issubclass(w.category, ResolutionWarning) for w in caught)
+
+
+def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]]:
+    """Per run after grokking: the cycle test of test accuracy (periodogram peak vs AR(1) red noise: period,
+    amplitude, p), the weight norm's Lomb-Scargle period, the accuracy-norm phase locking (PLV) with its
+    phase-randomized surrogate p, collapses below 0.5 and re-grokking (`post_grokking_dynamics`). A period
+    the run after grokking covers fewer than twice is marked † (`dynamics_of`)."""
     columns = ["run", "status", "grokked", "stable grok", "acc period", "acc amplitude", "cycle p",
                "norm period (†: seen < 2 periods)",
                "PLV (norm, acc)", "PLV p", "collapses (start: min acc, re-grokked)", "source reports"]
@@ -233,10 +243,8 @@ def cycle_table(data: ReproData, reference: dict) -> tuple[list[str], list[list]
         if m is None:
             rows.append([rec.name, rec.summary.get("status", "not run")] + ["–"] * 10)
             continue
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ResolutionWarning)
-            dyn = post_grokking_dynamics(m, grokking_step=rec.summary.get("grokking_step"))
-        under = "†" if any(issubclass(w.category, ResolutionWarning) for w in caught) else ""
+        dyn, under_resolved = dynamics_of(m, rec.summary.get("grokking_step"))
+        under = "†" if under_resolved else ""
         test, norm = dyn.cycle_test, dyn.weight_norm
         collapses = "; ".join(f"{c.start_step}: {c.min_value:.2f}, {'yes' if c.regrok_step else 'no'}"
                               for c in dyn.collapses) or "none"

@@ -92,6 +92,11 @@ def _write(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def write_json(path: Path, obj) -> None:
+    """A JSON file of a data directory (atomic), in the committed layout (indent 1, trailing newline)."""
+    _write(path, json.dumps(obj, indent=1) + "\n")
+
+
 def write_rows(path: Path, header: list[str], rows: list[list]) -> None:
     """A CSV file (atomic), None and non-finite floats as empty cells."""
     buf = io.StringIO()
@@ -116,7 +121,7 @@ def export_data(name: str, out: Path, data_dir: Path, series_columns: tuple = ()
             "seed_keys": sweep["seed_keys"], "runs": sweep["runs"],
             "steps": sweep["base_config"]["train"]["steps"],
             "machine": f"{platform.machine()} CPU, {available_cores()} cores"}
-    _write(data_dir / "sweep.json", json.dumps(meta, indent=1) + "\n")
+    write_json(data_dir / "sweep.json", meta)
     write_rows(data_dir / "runs.csv", ["run", *SUMMARY_FIELDS],
                [[r.name, *(r.summary.get(k) for k in SUMMARY_FIELDS)] for r in records])
     if series_columns:

@@ -16,7 +16,7 @@ import importlib
 _EXPORTS = {
     "AlarmStats": "_alarms", "RunSignal": "_alarms", "alarm_step": "_alarms", "auroc": "_alarms",
     "benchmark_alarm": "_alarms", "calibrate_threshold": "_alarms", "max_level": "_alarms",
-    "persistent_level": "_alarms", "FirstPassageRun": "_delay_laws", "LawFit": "_delay_laws",
+    "persistent_level": "_alarms", "FIRST_PASSAGE_COLUMNS": "_delay_laws", "FirstPassageRun": "_delay_laws", "LawFit": "_delay_laws",
     "bootstrap_ci": "_delay_laws", "first_passage_run": "_delay_laws", "fit_exponential_law": "_delay_laws",
     "fit_first_passage": "_delay_laws", "fit_power_law": "_delay_laws", "predict_gap": "_delay_laws",
     "prediction_error": "_delay_laws", "leave_one_out_errors": "_delay_laws", "alarm_table": "_report", "lead_time_figure": "_report",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.optimize
@@ -136,6 +136,9 @@ class FirstPassageRun:
     weight_decay: float
 
 
+FIRST_PASSAGE_COLUMNS = [f.name for f in fields(FirstPassageRun)]  # its terms in order, as committed (delays.csv)
+
+
 def first_passage_run(steps, weight_norm_sq, t_mem: int, t_grok: int, lr: float, weight_decay: float) -> FirstPassageRun:
     """The per-run quantities of the first-passage law from the dense V = ||theta||^2 series (metrics.csv)."""
     steps, v = np.asarray(steps, dtype=np.float64), np.asarray(weight_norm_sq, dtype=np.float64)
@@ -181,12 +184,8 @@ def leave_one_out_errors(runs: Sequence[FirstPassageRun]) -> list[float]:
     their mean is the leave-one-out MAPE. Empty with fewer than 3 runs."""
     if len(runs) < 3:
         return []
-    errors = []
-    for i, r in enumerate(runs):
-        fit = fit_first_passage([o for j, o in enumerate(runs) if j != i], n_boot=0)
-        errors.append(abs(predict_gap(fit.params["kappa"], fit.params["v_star"], r.v_mem, r.lr, r.weight_decay)
-                          - r.gap) / r.gap)
-    return errors
+    return [prediction_error(fit_first_passage([o for j, o in enumerate(runs) if j != i], n_boot=0), [r])
+            for i, r in enumerate(runs)]
 
 
 def prediction_error(fit: LawFit, runs: Sequence[FirstPassageRun]) -> float:

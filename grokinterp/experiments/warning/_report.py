@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import plotly.graph_objects as go
 
 from ...report import lead_time_strip_figure, lead_time_strip_svg
 from ...runs import atomic_write_bytes
-from ._delay_laws import LawFit
+from ._delay_laws import FIRST_PASSAGE_COLUMNS, LawFit
 from ._signals import ALARM_RULES
 from ._sweep import ROLES, WarnResult, law_summary
 
@@ -88,7 +89,7 @@ def alarm_rows(result: WarnResult) -> list[list]:
 
 
 DELAY_DATA_COLUMNS = ["run", "memorization_step", "grokking_step", "s_eff_at_memorization",
-                      "weight_norm_at_memorization", "slope", "kappa", "v_mem", "v_star", "gap", "lr", "weight_decay"]
+                      "weight_norm_at_memorization", *FIRST_PASSAGE_COLUMNS]
 
 
 def delay_rows(result: WarnResult) -> list[list]:
@@ -99,10 +100,9 @@ def delay_rows(result: WarnResult) -> list[list]:
     for r in result.runs:
         if r.role != "grokking":
             continue
-        fp = r.first_passage
-        terms = ([] if fp is None else [fp.slope, fp.kappa, fp.v_mem, fp.v_star, fp.gap, fp.lr, fp.weight_decay])
+        terms = astuple(r.first_passage) if r.first_passage is not None else [None] * len(FIRST_PASSAGE_COLUMNS)
         rows.append([r.name, r.memorization_step, r.grokking_step, r.facts.get("s_eff_at_memorization"),
-                     r.facts.get("weight_norm_at_memorization"), *(terms or [None] * 7)])
+                     r.facts.get("weight_norm_at_memorization"), *terms])
     return rows
 
 
@@ -171,8 +171,9 @@ def _delay_law_lines(result: WarnResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_warn_markdown(result: WarnResult, out: Path, figure: Path, command: str = "") -> Path:
-    """Write the benchmark's Markdown page (atomically): the table, the figure's link, per-run facts, the delay laws."""
+def write_warn_markdown(result: WarnResult, out: Path, figure: Path, command: str = "", verdicts: str = "") -> Path:
+    """Write the benchmark's Markdown page (atomically): the table, the figure's link, per-run facts, the delay laws,
+    and `verdicts` (the claims ledger's rows for this page, a Markdown table) when given."""
     out, figure = Path(out), Path(figure)
     counts = {role: len(result.of_role(role)) for role in ROLES}
     rel = os.path.relpath(figure, out.parent)
@@ -212,6 +213,9 @@ Figure: `{figure}`: lead time (T_grok − alarm step) of every grokking run wher
 ## Runs
 
 {_runs_table(result)}"""
+    if verdicts:
+        text = text.rstrip("\n") + ("\n\n## Claims and verdicts\n\nBy the rule at the top of "
+                                    "[the claims ledger](../claims.md).\n\n" + verdicts + "\n")
     atomic_write_bytes(out, text.encode("utf-8"))
     return out
 

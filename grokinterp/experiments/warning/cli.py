@@ -65,40 +65,30 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
                         stride=args.stride, progress=not args.no_progress, matched_controls=args.matched_controls)
     command = "grokinterp " + shlex.join(argv) if argv is not None else "grokinterp warn"
     write_lead_time_svg(result, figure)
-    path = write_warn_markdown(result, args.out, figure, command)
-    if args.data_dir is not None:
-        from ..repro_data import write_rows
-        from ._report import ALARM_DATA_COLUMNS, DELAY_DATA_COLUMNS, alarm_rows, delay_rows
+    verdicts = ""
+    if args.data_dir is not None:  # the data first: the page's verdict rows are computed from it
+        from ..claims import claims_table
+        from ..repro_data import load_data
 
-        write_rows(args.data_dir / "alarms.csv", ALARM_DATA_COLUMNS, alarm_rows(result))
-        write_rows(args.data_dir / "delays.csv", DELAY_DATA_COLUMNS, delay_rows(result))
-        _write_data_description(result, args.data_dir, command)
-        _append_verdicts(path, args.data_dir)
+        _write_data(result, args.data_dir, command)
+        verdicts = claims_table(page="warn", data=load_data("warn", args.data_dir))
+    path = write_warn_markdown(result, args.out, figure, command, verdicts)
     print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
     return 0
 
 
-def _write_data_description(result, data_dir: Path, command: str) -> None:
-    """data_dir/sweep.json: what the committed rows are (no per-run configs: the ledger reads only the CSVs)."""
-    import json
+def _write_data(result, data_dir: Path, command: str) -> None:
+    """alarms.csv, delays.csv and sweep.json (what the committed rows are: no per-run configs, the ledger reads
+    only the CSVs)."""
     import platform
 
-    from ...runs import atomic_write_bytes
     from ...sweep import available_cores
+    from ..repro_data import write_json, write_rows
+    from ._report import ALARM_DATA_COLUMNS, DELAY_DATA_COLUMNS, alarm_rows, delay_rows
 
+    write_rows(data_dir / "alarms.csv", ALARM_DATA_COLUMNS, alarm_rows(result))
+    write_rows(data_dir / "delays.csv", DELAY_DATA_COLUMNS, delay_rows(result))
     roles = {role: sum(r.role == role for r in result.runs) for role in ("grokking", "control", "matched")}
-    meta = {"name": "warn", "runs": [], "cell_keys": [], "axes": [], "written_by": command, "scored": roles,
-            "machine": f"{platform.machine()} CPU, {available_cores()} cores"}
-    atomic_write_bytes(data_dir / "sweep.json", (json.dumps(meta, indent=1) + "\n").encode())
-
-
-def _append_verdicts(page: Path, data_dir: Path) -> None:
-    """The ledger's rows for this page (`experiments.claims`), from the data just written, under the tables."""
-    from ...runs import atomic_write_bytes
-    from ..claims import claims_table
-    from ..repro_data import load_data
-
-    table = claims_table(page="warn", data=load_data("warn", data_dir))
-    text = page.read_text().rstrip("\n") + "\n\n## Claims and verdicts\n\nBy the rule at the top of " \
-        "[the claims ledger](../claims.md).\n\n" + table + "\n"
-    atomic_write_bytes(page, text.encode())
+    write_json(data_dir / "sweep.json", {"name": "warn", "runs": [], "cell_keys": [], "axes": [],
+                                         "written_by": command, "scored": roles,
+                                         "machine": f"{platform.machine()} CPU, {available_cores()} cores"})
