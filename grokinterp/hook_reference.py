@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.out} is out of date: run `python -m grokinterp.hook_reference`", file=sys.stderr)
             return 1
         return 0
-    from .runs import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     atomic_write_bytes(args.out, text.encode())
     print(f"wrote {args.out}")

@@ -112,6 +112,19 @@ def test_committed_page_equals_its_rebuild_from_committed_data(name, tmp_path, m
         f"docs/reproductions/{name}.md is stale: run `grokinterp repro {name} --doc-only`")
 
 
+def test_committed_warn_page_equals_its_rebuild_from_committed_data(tmp_path, monkeypatch):
+    """The alarm benchmark's page and figure, recomputed from docs/reproductions/data/warn alone."""
+    from grokinterp.cli import main
+
+    monkeypatch.chdir(ROOT)
+    out, figure = tmp_path / "warn.md", tmp_path / "warn_lead_times.svg"
+    assert main(["warn", "--doc-only", "--out", str(out)]) == 0
+    page = out.read_text().replace(f"`{figure}`", "`docs/reproductions/warn_lead_times.svg`")  # where it was written
+    assert page == (ROOT / "docs/reproductions/warn.md").read_text(), (
+        "docs/reproductions/warn.md is stale: run `grokinterp warn --doc-only`")
+    assert figure.read_text() == (ROOT / "docs/reproductions/warn_lead_times.svg").read_text()
+
+
 def test_committed_ledger_equals_its_rebuild(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     path = write_ledger(tmp_path / "claims.md")

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "grokinterp"
 
 # Lowest first. The first matching prefix of a module's dotted name (below `grokinterp.`) gives its layer.
 LAYERS = [
-    ("config", "stats", "milestones"),  # inert data, pure statistics of numbers, the summary's definitions
+    ("config", "stats", "milestones", "atomic"),  # inert data, pure statistics of numbers, the summary's
+    # definitions, the all-or-nothing file write
     ("tasks",),
     ("model", "tl_surface", "tl_surface_table", "hooked", "bridge", "objective"),  # the model, its TL views
     # (TL 3's HookedTransformer surface and its table), and the loss it is trained on

@@ -33,6 +33,7 @@ from grokinterp.experiments.warning import (
     running_drawdown,
     running_rise,
     shift_since,
+    load_warn_result,
     warn_sweep,
 )
 from grokinterp.experiments.warning._sweep import WarnRun, logit_scale_mediation
@@ -245,8 +246,9 @@ def test_warn_command_misuse_exits_2(fake_sweep, tmp_path, capsys):
     assert main(["warn", str(fake_sweep), "--controls", "optim.weight_decay=5", "--out", str(tmp_path / "w.md"),
                  "--no-progress"]) == 2
     assert "needs grokking runs and control runs" in capsys.readouterr().err
+    assert main(["warn"]) == 2  # neither sweeps nor --doc-only
     with pytest.raises(SystemExit) as e:
-        main(["warn"])
+        main(["warn", "--workers"])
     assert e.value.code == 2
     assert not (tmp_path / "w.md").exists()
 
@@ -302,3 +304,36 @@ def test_matched_controls_get_their_own_thresholds_and_say_what_differs(fake_swe
     assert (data_dir / "delays.csv").read_text().startswith("run,memorization_step,grokking_step,s_eff_at_memorization")
     assert main(["warn", str(fake_sweep), "--matched-controls", "optim.weight_decay=1.0", "--out", str(out),
                  "--no-progress"]) == 2  # the scored runs themselves cannot be matched controls
+
+
+def test_doc_only_rewrites_the_page_from_the_data_alone(fake_sweep, tmp_path):
+    """--data-dir keeps every scored run's signals on its window; the benchmark recomputed from them equals
+    the one computed from the run directories, and --doc-only rewrites page and figure byte for byte."""
+    data_dir, out = tmp_path / "data", tmp_path / "warn.md"
+    assert main(["warn", str(fake_sweep), "--out", str(out), "--data-dir", str(data_dir), "--no-progress"]) == 0
+    page, figure = out.read_text(), out.with_name("warn_lead_times.svg").read_text()
+    direct = warn_sweep([fake_sweep], progress=False)
+    rebuilt = load_warn_result(data_dir)
+    assert [(r.name, r.role, r.memorization_step, r.grokking_step) for r in rebuilt.runs] == \
+        [(r.name, r.role, r.memorization_step, r.grokking_step) for r in direct.runs]
+    for rule in ALARM_RULES:
+        a, b = direct.stats[rule.name], rebuilt.stats[rule.name]
+        np.testing.assert_equal([a.threshold, a.auroc], [b.threshold, b.auroc])  # NaN equals NaN here
+        assert (a.n_fired, a.leads, a.n_false_alarms, a.alarm_steps) == (b.n_fired, b.leads, b.n_false_alarms, b.alarm_steps)
+    assert rebuilt.delay_laws["first_passage"].params == direct.delay_laws["first_passage"].params
+    out.unlink()
+    assert main(["warn", "--doc-only", "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    assert out.read_text() == page and out.with_name("warn_lead_times.svg").read_text() == figure
+    signals = sorted(p.name for p in (data_dir / "signals").iterdir())
+    assert len(signals) == len([r for r in direct.runs if r.role in ("grokking", "control")])
+    grok = direct.of_role("grokking")[0]  # only the window [T_mem, T_grok) is kept
+    steps = [int(line.split(",")[0]) for line in (data_dir / "signals" / f"{grok.name}.csv").read_text().splitlines()[1:]]
+    assert min(steps) >= grok.memorization_step and max(steps) < grok.grokking_step
+
+
+def test_doc_only_misuse_exits_2(fake_sweep, tmp_path, capsys):
+    assert main(["warn", "--doc-only", str(fake_sweep), "--out", str(tmp_path / "w.md")]) == 2
+    assert main(["warn", "--out", str(tmp_path / "w.md")]) == 2
+    assert main(["warn", "--doc-only", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "w.md")]) == 2
+    assert "no alarm-benchmark data" in capsys.readouterr().err
+    assert not (tmp_path / "w.md").exists()

@@ -69,11 +69,13 @@ def read_columns(text: str) -> dict:
     return {h: np.array([float(r[i]) if r[i] != "" else math.nan for r in body]) for i, h in enumerate(header)}
 
 
-def _cell(value) -> str:
+def _cell(value, exact: bool = False) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else repr(float(round(value, 6)))  # np.float64 is a float too
+    if isinstance(value, float):  # np.float64 is a float too
+        if not math.isfinite(value):
+            return ""
+        return repr(float(value)) if exact else repr(float(round(value, 6)))
     return str(value)
 
 
@@ -97,12 +99,13 @@ def write_json(path: Path, obj) -> None:
     _write(path, json.dumps(obj, indent=1) + "\n")
 
 
-def write_rows(path: Path, header: list[str], rows: list[list]) -> None:
-    """A CSV file (atomic), None and non-finite floats as empty cells."""
+def write_rows(path: Path, header: list[str], rows: list[list], exact: bool = False) -> None:
+    """A CSV file (atomic), None and non-finite floats as empty cells; floats rounded to 6 decimals unless
+    `exact` (every digit, so that what is recomputed from the file equals what was computed before)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([[_cell(v) for v in row] for row in rows])
+    writer.writerows([[_cell(v, exact) for v in row] for row in rows])
     _write(path, buf.getvalue())
 
 

@@ -23,8 +23,9 @@ _EXPORTS = {
     "lead_time_svg": "_report", "write_lead_time_svg": "_report", "write_warn_markdown": "_report",
     "ALARM_RULES": "_signals", "AlarmRule": "_signals", "rule_names": "_signals",
     "running_drawdown": "_signals", "running_rise": "_signals", "shift_since": "_signals",
+    "load_warn_result": "_data", "write_warn_data": "_data",
     "DEFAULT_CONTROLS": "_sweep", "WarnResult": "_sweep", "WarnRun": "_sweep", "assign_roles": "_sweep",
-    "fit_delay_laws": "_sweep", "warn_sweep": "_sweep",
+    "benchmark_groups": "_sweep", "fit_delay_laws": "_sweep", "warn_sweep": "_sweep",
 }
 
 __all__ = sorted(_EXPORTS)

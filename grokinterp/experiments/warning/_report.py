@@ -177,7 +177,7 @@ def write_warn_markdown(result: WarnResult, out: Path, figure: Path, command: st
     out, figure = Path(out), Path(figure)
     counts = {role: len(result.of_role(role)) for role in ROLES}
     rel = os.path.relpath(figure, out.parent)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = result.written_at or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     matched = f"; matched controls: {', '.join(result.matched_controls)}" if result.matched_controls else ""
     n_matched = f" and {counts['matched']} matched controls" if result.matched_controls else ""
     text = f"""# Early warning of grokking: alarm benchmark (related work on early warning)

@@ -9,6 +9,7 @@ the delay laws are fitted where the sweep varies what they need.
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 from collections.abc import Sequence
@@ -59,6 +60,7 @@ class WarnResult:
     matched_controls: list[str] = field(default_factory=list)
     matched_stats: dict[str, AlarmStats] = field(default_factory=dict)  # thresholds from the matched controls
     differences: dict[str, list[str]] = field(default_factory=dict)  # role -> config keys where it differs
+    written_at: str = ""  # when the replay finished (UTC), as the page states it
 
     def of_role(self, role: str) -> list[WarnRun]:
         return [r for r in self.runs if r.role == role]
@@ -267,24 +269,35 @@ def warn_sweep(sources: Sequence[str | Path], controls: Sequence[str] = DEFAULT_
             raise ConfigError(f"{s} does not exist; run `grokinterp sweep ... --out {s}` first")
     assigned = assign_roles(sources, list(controls), list(matched_controls))
     runs = [_evaluate_run(n, p, s, g, workers, stride, progress) for n, p, s, g in assigned]
-    grok = [r for r in runs if r.role == "grokking"]
-    groups = {"control": [r for r in runs if r.role == "control"], "matched": [r for r in runs if r.role == "matched"]}
-    if not grok or not groups["control"]:
+    n_grok, n_control = (sum(r.role == role for r in runs) for role in ("grokking", "control"))
+    if not n_grok or not n_control:
         raise ConfigError(f"the benchmark needs grokking runs and control runs that never grokked; found "
-                          f"{len(grok)} grokking and {len(groups['control'])} controls among {len(runs)} finished "
+                          f"{n_grok} grokking and {n_control} controls among {len(runs)} finished "
                           f"runs (controls: {list(controls)})")
-    if matched_controls and not groups["matched"]:
+    if matched_controls and not any(r.role == "matched" for r in runs):
         raise ConfigError(f"--matched-controls {list(matched_controls)} matched no finished run that never grokked")
+    grok = [r.path for r in runs if r.role == "grokking"]
+    differences = {g: config_differences(grok, [r.path for r in runs if r.role == g])
+                   for g in ("control", "matched") if any(r.role == g for r in runs)}
+    stats, matched_stats = benchmark_groups(runs)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return WarnResult(sources, list(controls), runs, stats, fit_delay_laws(runs), time.perf_counter() - t0,
+                      list(matched_controls), matched_stats, differences, when)
 
-    def bench(ctrl):
+
+def benchmark_groups(runs: Sequence[WarnRun]) -> tuple[dict[str, AlarmStats], dict[str, AlarmStats]]:
+    """Every rule benchmarked on the grokking runs against the controls, and again against the matched
+    controls (empty when there are none)."""
+    grok = [r for r in runs if r.role == "grokking"]
+
+    def bench(role: str) -> dict[str, AlarmStats]:
+        ctrl = [r for r in runs if r.role == role]
+        if not ctrl:
+            return {}
         return {rule.name: benchmark_alarm([r.signals[rule.name] for r in grok], [r.signals[rule.name] for r in ctrl],
                                            rule.persist) for rule in ALARM_RULES}
 
-    differences = {g: config_differences([r.path for r in grok], [r.path for r in ctrl])
-                   for g, ctrl in groups.items() if ctrl}
-    return WarnResult(sources, list(controls), runs, bench(groups["control"]), fit_delay_laws(runs),
-                      time.perf_counter() - t0, list(matched_controls),
-                      bench(groups["matched"]) if groups["matched"] else {}, differences)
+    return bench("control"), bench("matched")
 
 
 def law_summary(fit: LawFit) -> str:

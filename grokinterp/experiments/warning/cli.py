@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
 
 from ...config import ConfigError
 
+DATA_DIR = Path("docs/reproductions/data/warn")
+
 EXAMPLE = ("examples:\n  grokinterp warn checkpoints/sweep_warn --out docs/reproductions/warn.md\n"
+           "  grokinterp warn --doc-only    # rewrite warn.md from docs/reproductions/data/warn alone\n"
            "  grokinterp warn checkpoints/sweep_wd1 --controls checkpoints/sweep_wd0 --workers 2\n"
            "  grokinterp warn checkpoints/sweep_warn --controls optim.weight_decay=0 --controls task.op=add\n"
            "controls: KEY=VALUE filters on each run's resolved config (all must match; default "
@@ -27,15 +31,19 @@ def add_warn_parser(subparsers) -> argparse.ArgumentParser:
                     "directories (cached in each run), set each alarm's threshold on the control runs that never "
                     "grokked, and write the benchmark table and a lead-time figure.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP_DIR", help="sweep (or run) directories")
+    p.add_argument("sweeps", nargs="*", type=Path, metavar="SWEEP_DIR",
+                   help="sweep (or run) directories (none with --doc-only)")
     p.add_argument("--controls", action="append", metavar="KEY=VALUE|DIR",
                    help="which runs are controls (repeatable; default optim.weight_decay=0)")
     p.add_argument("--matched-controls", action="append", metavar="KEY=VALUE|DIR", default=[],
                    help="a second control group at the grokking runs' own settings that cannot generalize (e.g. "
                         "task.op=random); every rule is scored again with thresholds from it (repeatable)")
     p.add_argument("--data-dir", type=Path,
-                   help="also write the benchmark's rows as alarms.csv and the delay laws' per-run terms as delays.csv there "
-                        "(e.g. docs/reproductions/data/warn)")
+                   help="also write the benchmark's data there (alarms.csv, delays.csv, every scored run's signals on "
+                        f"its window; e.g. {DATA_DIR}) and write the page from it")
+    p.add_argument("--doc-only", action="store_true",
+                   help=f"rewrite the page and figure from the committed data alone (--data-dir, default {DATA_DIR}); "
+                        "no run directories needed")
     p.add_argument("--out", type=Path, default=Path("docs/reproductions/warn.md"),
                    help="Markdown page to write (default docs/reproductions/warn.md)")
     p.add_argument("--figure", type=Path, help="SVG figure to write (default: <out stem>_lead_times.svg beside --out)")
@@ -48,6 +56,7 @@ def add_warn_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_warn_command(args, argv: list[str] | None = None) -> int:
     """Carry out `grokinterp warn`; returns 0 (ConfigError: the caller exits 2)."""
+    from ._data import load_warn_result, write_warn_data
     from ._report import write_lead_time_svg, write_warn_markdown
     from ._sweep import DEFAULT_CONTROLS, warn_sweep
 
@@ -58,37 +67,32 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
     figure = args.figure or args.out.with_name(args.out.stem + "_lead_times.svg")
     if figure.suffix != ".svg":
         raise ConfigError(f"--figure {figure} must name an SVG file (.svg)")
-    missing = [str(s) for s in args.sweeps if not s.is_dir()]
-    if missing:
-        raise ConfigError(f"{', '.join(missing)} does not exist; run `grokinterp sweep ... --out DIR` first")
-    result = warn_sweep(args.sweeps, controls=args.controls or list(DEFAULT_CONTROLS), workers=args.workers,
-                        stride=args.stride, progress=not args.no_progress, matched_controls=args.matched_controls)
-    command = "grokinterp " + shlex.join(argv) if argv is not None else "grokinterp warn"
-    write_lead_time_svg(result, figure)
+    if args.doc_only and args.sweeps:
+        raise ConfigError("--doc-only rebuilds the page from --data-dir alone; give no SWEEP_DIR with it")
+    if not args.doc_only and not args.sweeps:
+        raise ConfigError("give the sweep directories to benchmark (SWEEP_DIR ...), or --doc-only to rebuild the "
+                          "page from the committed data")
+    data_dir = args.data_dir or (DATA_DIR if args.doc_only else None)
+    if args.doc_only:
+        result = load_warn_result(data_dir)
+        command = json.loads((data_dir / "sweep.json").read_text())["written_by"]
+    else:
+        missing = [str(s) for s in args.sweeps if not s.is_dir()]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} does not exist; run `grokinterp sweep ... --out DIR` first")
+        result = warn_sweep(args.sweeps, controls=args.controls or list(DEFAULT_CONTROLS), workers=args.workers,
+                            stride=args.stride, progress=not args.no_progress, matched_controls=args.matched_controls)
+        command = "grokinterp " + shlex.join(argv) if argv is not None else "grokinterp warn"
+        if data_dir is not None:  # the page is written from the data as read back, so --doc-only rewrites it exactly
+            write_warn_data(result, data_dir, command)
+            result = load_warn_result(data_dir)
     verdicts = ""
-    if args.data_dir is not None:  # the data first: the page's verdict rows are computed from it
+    if data_dir is not None:
         from ..claims import claims_table
         from ..repro_data import load_data
 
-        _write_data(result, args.data_dir, command)
-        verdicts = claims_table(page="warn", data=load_data("warn", args.data_dir))
+        verdicts = claims_table(page="warn", data=load_data("warn", data_dir))
+    write_lead_time_svg(result, figure)
     path = write_warn_markdown(result, args.out, figure, command, verdicts)
     print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
     return 0
-
-
-def _write_data(result, data_dir: Path, command: str) -> None:
-    """alarms.csv, delays.csv and sweep.json (what the committed rows are: no per-run configs, the ledger reads
-    only the CSVs)."""
-    import platform
-
-    from ...sweep import available_cores
-    from ..repro_data import write_json, write_rows
-    from ._report import ALARM_DATA_COLUMNS, DELAY_DATA_COLUMNS, alarm_rows, delay_rows
-
-    write_rows(data_dir / "alarms.csv", ALARM_DATA_COLUMNS, alarm_rows(result))
-    write_rows(data_dir / "delays.csv", DELAY_DATA_COLUMNS, delay_rows(result))
-    roles = {role: sum(r.role == role for r in result.runs) for role in ("grokking", "control", "matched")}
-    write_json(data_dir / "sweep.json", {"name": "warn", "runs": [], "cell_keys": [], "axes": [],
-                                         "written_by": command, "scored": roles,
-                                         "machine": f"{platform.machine()} CPU, {available_cores()} cores"})
