@@ -60,13 +60,10 @@ test-slow: $(STAMP)
 # 12 seeds each, 1,500 steps): wd 0 (the old controls: they differ in weight decay, which alone moves the weight
 # norm and logit scale) and the random-table task at wd 1 (matched: memorizable, never generalizable). A checkpoint
 # every 10 steps so the DMD signal's 20-checkpoint window and the lock-in signal's 45 checkpoints fit before grokking.
-WARN_SWEEP ?= checkpoints/repro_warn
+# `grokinterp repro warn` trains both (finished runs skipped), replays and scores them, and writes the page and
+# its data (docs/reproductions/data/warn/, from which `grokinterp repro warn --doc-only` rewrites the page).
 repro-warn: $(STAMP)
-	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_controls.json --out $(WARN_SWEEP)_controls --workers 2 --no-curves
-	$(BIN)/grokinterp sweep --spec docs/reproductions/warn_sweep.json --out $(WARN_SWEEP) --workers 2 --no-curves
-	$(BIN)/grokinterp warn $(WARN_SWEEP) $(WARN_SWEEP)_controls --controls optim.weight_decay=0 \
-		--matched-controls task.op=random --workers 2 --out docs/reproductions/warn.md \
-		--data-dir docs/reproductions/data/warn $(ARGS)
+	$(BIN)/grokinterp repro warn --workers 2 $(ARGS)
 
 # The source documents' experiments (stencil, beta1, wd, grokfast, cycle, ...): long, never in CI.
 repro-%: $(STAMP)

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,32 +191,50 @@ def rewrite_json(path, obj) -> None:
         writer.write_json(path.name, obj, sort_keys=False)
 
 
-@pytest.fixture(scope="module")
-def fake_sweep(tiny_run, tmp_path_factory):
-    """A sweep directory of copies of the tiny run (replayed once): 3 runs labelled grokked (wd 1, with a
-    grokking step set by hand) and 3 controls (wd 0, memorized). It exercises the pipeline, not the science."""
-    root = tmp_path_factory.mktemp("warn_sweep")
-    source = root / "source"
-    shutil.copytree(tiny_run.path, source, ignore=shutil.ignore_patterns("analysis", "report.html"))
-    replay(source, WARNING_ANALYSES, progress=False)
-    sweep = root / "sweep"
-    spec = SweepSpec({"optim.weight_decay": [1.0, 0.0], "model.seed": [0, 1, 2]}, preset="quick")
-    data = write_sweep_file(sweep, spec)
+def fabricate_sweep(source, sweep, grid: dict, label) -> Path:
+    """A sweep directory of copies of the replayed run `source`, one per grid point; `label(i, values)` returns
+    (config edits {section: {key: value}}, summary edits) for run i. Exercises the pipeline, not the science."""
+    data = write_sweep_file(sweep, SweepSpec(grid, preset="quick"))
     for i, entry in enumerate(data["runs"]):
         path = sweep / entry["name"]
         shutil.copytree(source, path)
         config = json.loads((path / "config.json").read_text())
         summary = json.loads((path / "summary.json").read_text())
-        wd = entry["values"]["optim.weight_decay"]
-        config["config"]["optim"]["weight_decay"] = wd
-        if wd > 0:
-            grok = 400 + 100 * (i % 3)
-            summary.update(status="grokked", grokking_step=grok, gap=grok - summary["memorization_step"])
-        else:
-            summary.update(status="memorized", grokking_step=None, gap=None)
+        config_edits, summary_edits = label(i, entry["values"])
+        for section, edits in config_edits.items():
+            config["config"][section].update(edits)
+        summary.update(summary_edits)
+        grok = summary.get("grokking_step")
+        summary["gap"] = grok - summary["memorization_step"] if grok is not None else None
         rewrite_json(path / "config.json", config)
         rewrite_json(path / "summary.json", summary)
     return sweep
+
+
+@pytest.fixture(scope="module")
+def replayed_source(tiny_run, tmp_path_factory):
+    """A copy of the tiny run with the warning analyses replayed (cached in it)."""
+    source = tmp_path_factory.mktemp("warn_source") / "source"
+    shutil.copytree(tiny_run.path, source, ignore=shutil.ignore_patterns("analysis", "report.html"))
+    replay(source, WARNING_ANALYSES, progress=False)
+    return source
+
+
+def _grokked_at_wd1(i, values):
+    """wd 1 runs grok (a grokking step set by hand); wd 0 runs only memorize."""
+    wd = values["optim.weight_decay"]
+    if wd > 0:
+        grok = 400 + 100 * (i % 3)
+        return {"optim": {"weight_decay": wd}}, {"status": "grokked", "grokking_step": grok}
+    return {"optim": {"weight_decay": wd}}, {"status": "memorized", "grokking_step": None}
+
+
+@pytest.fixture(scope="module")
+def fake_sweep(replayed_source, tmp_path_factory):
+    """3 runs labelled grokked (wd 1) and 3 controls (wd 0, memorized)."""
+    root = tmp_path_factory.mktemp("warn_sweep")
+    return fabricate_sweep(replayed_source, root / "sweep", {"optim.weight_decay": [1.0, 0.0], "model.seed": [0, 1, 2]},
+                           _grokked_at_wd1)
 
 
 def test_warn_command_writes_the_table_and_the_figure(fake_sweep, tmp_path):
@@ -337,3 +356,26 @@ def test_doc_only_misuse_exits_2(fake_sweep, tmp_path, capsys):
     assert main(["warn", "--doc-only", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "w.md")]) == 2
     assert "no alarm-benchmark data" in capsys.readouterr().err
     assert not (tmp_path / "w.md").exists()
+
+
+def test_repro_warn_export_only_scores_both_control_groups_and_rebuilds(replayed_source, tmp_path, monkeypatch):
+    """`grokinterp repro warn --export-only` on existing sweeps: <out> (grokking runs and wd-0 controls) and
+    <out>_controls (random-table controls at wd 1) scored, the data written, then `--doc-only` rewrites the page."""
+    sweep = tmp_path / "checkpoints" / "repro_warn"
+    fabricate_sweep(replayed_source, sweep, {"optim.weight_decay": [1.0, 0.0], "model.seed": [0, 1, 2]},
+                    _grokked_at_wd1)
+    fabricate_sweep(replayed_source, sweep.with_name("repro_warn_controls"), {"model.seed": [0, 1, 2]},
+                    lambda i, v: ({"task": {"op": "random"}, "optim": {"weight_decay": 1.0}},
+                                  {"status": "memorized", "grokking_step": None}))
+    monkeypatch.chdir(tmp_path)
+    docs, data = tmp_path / "docs", tmp_path / "data"
+    argv = ["repro", "warn", "--out", str(sweep), "--docs-dir", str(docs), "--data-dir", str(data), "--no-progress"]
+    assert main([*argv, "--export-only"]) == 0
+    meta = json.loads((data / "sweep.json").read_text())
+    assert meta["scored"] == {"grokking": 3, "control": 3, "matched": 3}
+    assert meta["differences"] == {"control": ["optim.weight_decay"], "matched": ["task.op"]}
+    page = (docs / "warn.md").read_text()
+    (docs / "warn.md").unlink()
+    assert main(["repro", "warn", "--doc-only", "--docs-dir", str(docs), "--data-dir", str(data)]) == 0
+    assert (docs / "warn.md").read_text() == page
+    assert main([*argv, "--export-only", "--seeds", "3"]) == 2

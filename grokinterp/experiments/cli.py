@@ -48,6 +48,7 @@ def _list_reproductions_in_help(parser: argparse.ArgumentParser) -> None:
 
         width = max(map(len, REPRODUCTIONS))
         listing = "\n".join(f"  {name:{width}s}  {r.title}" for name, r in REPRODUCTIONS.items())
+        listing += f"\n  {'warn':{width}s}  the early-warning alarm benchmark (the related-work abstracts; = make repro-warn)"
         parser.description = template.replace("%(listing)s", listing)
         return format_help()
 
@@ -70,9 +71,14 @@ def run_repro_command(args) -> int:
     from .repro_data import load_data
     from .reproductions import get, run_reproduction
 
-    repro = get(args.name)
     if args.workers is not None and args.workers < 1 or args.seeds is not None and args.seeds < 1:
         raise ConfigError("--workers and --seeds must be >= 1")
+    if args.name == "warn":  # not a sweep of a Reproduction: two sweeps, replayed and scored by `grokinterp warn`
+        from .warning.cli import run_warn_reproduction
+
+        print(f"reproduction written to {run_warn_reproduction(args)}")
+        return 0
+    repro = get(args.name)
     if args.doc_only:
         try:
             data = load_data(args.name, args.data_dir)

@@ -57,7 +57,6 @@ def add_warn_parser(subparsers) -> argparse.ArgumentParser:
 def run_warn_command(args, argv: list[str] | None = None) -> int:
     """Carry out `grokinterp warn`; returns 0 (ConfigError: the caller exits 2)."""
     from ._data import load_warn_result, write_warn_data
-    from ._report import write_lead_time_svg, write_warn_markdown
     from ._sweep import DEFAULT_CONTROLS, warn_sweep
 
     if args.workers < 1 or args.stride < 1:
@@ -86,13 +85,59 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
         if data_dir is not None:  # the page is written from the data as read back, so --doc-only rewrites it exactly
             write_warn_data(result, data_dir, command)
             result = load_warn_result(data_dir)
+    path = _write_page(result, data_dir, args.out, figure, command)
+    print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
+    return 0
+
+
+def _write_page(result, data_dir: Path | None, out: Path, figure: Path, command: str, write_figure: bool = True) -> Path:
+    """The page (with the ledger's verdict rows when there is committed data) and the figure it links."""
+    from ._report import write_lead_time_svg, write_warn_markdown
+
     verdicts = ""
     if data_dir is not None:
         from ..claims import claims_table
         from ..repro_data import load_data
 
         verdicts = claims_table(page="warn", data=load_data("warn", data_dir))
-    write_lead_time_svg(result, figure)
-    path = write_warn_markdown(result, args.out, figure, command, verdicts)
-    print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
-    return 0
+    if write_figure:
+        write_lead_time_svg(result, figure)
+    return write_warn_markdown(result, out, figure, command, verdicts)
+
+
+SPECS = {"": Path("docs/reproductions/warn_sweep.json"), "_controls": Path("docs/reproductions/warn_controls.json")}
+
+
+def run_warn_reproduction(args) -> Path:
+    """`grokinterp repro warn`: the alarm benchmark as a reproduction (what `make repro-warn` runs). Trains the
+    20 grokking runs of docs/reproductions/warn_sweep.json into --out (default checkpoints/repro_warn) and the
+    controls of warn_controls.json beside it (<out>_controls), benchmarks them against the wd-0 controls and
+    the random-table controls at wd 1, and writes the data and the page; --export-only trains nothing,
+    --doc-only reads only the committed data."""
+    from ...sweep import SweepSpec, run_sweep
+    from ._data import load_warn_result, write_warn_data
+    from ._sweep import warn_sweep
+
+    if args.seeds is not None:
+        raise ConfigError("--seeds: the alarm benchmark's seeds are set in docs/reproductions/warn_sweep.json and "
+                          "warn_controls.json")
+    data_dir = args.data_dir or DATA_DIR
+    out = Path(args.docs_dir) / "warn.md"
+    figure, write_figure = out.with_name("warn_lead_times.svg"), not args.no_figures
+    if args.doc_only:
+        result = load_warn_result(data_dir)
+        command = json.loads((data_dir / "sweep.json").read_text())["written_by"]
+        return _write_page(result, data_dir, out, figure, command, write_figure)
+    sweep_dir = args.out or Path("checkpoints/repro_warn")
+    dirs = [sweep_dir.with_name(sweep_dir.name + suffix) for suffix in SPECS]
+    if not args.export_only:
+        for spec_file, directory in zip(SPECS.values(), dirs):
+            if not spec_file.is_file():
+                raise ConfigError(f"{spec_file} is missing (run from the repository root)")
+            spec = SweepSpec.from_dict(json.loads(spec_file.read_text()))
+            run_sweep(spec, directory, workers=args.workers, progress=not args.no_progress)
+    result = warn_sweep(dirs, controls=["optim.weight_decay=0"], matched_controls=["task.op=random"],
+                        workers=args.workers or 1, progress=not args.no_progress)
+    command = f"grokinterp repro warn --out {sweep_dir}" + (" --export-only" if args.export_only else "")
+    write_warn_data(result, data_dir, command)
+    return _write_page(load_warn_result(data_dir), data_dir, out, figure, command, write_figure)
