@@ -1,4 +1,4 @@
-"""The run directory's file primitives: atomic writes, safetensors / JSON / CSV, the lock.
+"""The run directory's file primitives: safetensors / JSON / CSV, the lock (writes via `atomic.atomic_write_bytes`).
 
 ```
 <run>/config.json  split.safetensors  metrics.csv  summary.json  LOCK
