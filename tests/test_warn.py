@@ -355,6 +355,17 @@ def test_doc_only_misuse_exits_2(fake_sweep, tmp_path, capsys):
     assert main(["warn", "--out", str(tmp_path / "w.md")]) == 2
     assert main(["warn", "--doc-only", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "w.md")]) == 2
     assert "no alarm-benchmark data" in capsys.readouterr().err
+    data = tmp_path / "data"
+    assert main(["warn", str(fake_sweep), "--out", str(tmp_path / "ok.md"), "--data-dir", str(data), "--no-progress"]) == 0
+    runs = data / "benchmark_runs.csv"
+    runs.write_text(runs.read_text().replace(",grokked,", ",grokked,x", 1))  # a memorization step that is no number
+    assert main(["warn", "--doc-only", "--data-dir", str(data), "--out", str(tmp_path / "w.md")]) == 2
+    assert "does not parse" in capsys.readouterr().err
+    runs.write_text(runs.read_text().replace(",grokked,x", ",grokked,", 1))
+    missing = sorted((data / "signals").iterdir())[0]
+    missing.unlink()
+    assert main(["warn", "--doc-only", "--data-dir", str(data), "--out", str(tmp_path / "w.md")]) == 2
+    assert f"{missing} is missing" in capsys.readouterr().err
     assert not (tmp_path / "w.md").exists()
 
 

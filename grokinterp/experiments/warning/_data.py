@@ -121,7 +121,14 @@ def _first_passage(rows: list[dict]) -> dict[str, FirstPassageRun]:
 
 def load_warn_result(data_dir: Path) -> WarnResult:
     """The benchmark rebuilt from its committed data: the same `WarnResult` the page is written from."""
-    data_dir = Path(data_dir)
+    try:
+        return _load(Path(data_dir))
+    except (KeyError, ValueError, TypeError) as e:  # a hand-edited or truncated file
+        raise ConfigError(f"{data_dir}: the alarm benchmark's data does not parse ({type(e).__name__}: {e}); "
+                          f"rewrite it with `grokinterp warn SWEEP_DIR ... --data-dir {data_dir}`") from None
+
+
+def _load(data_dir: Path) -> WarnResult:
     meta_path = data_dir / "sweep.json"
     if not meta_path.is_file():
         raise ConfigError(f"{data_dir} holds no alarm-benchmark data (no sweep.json); run `grokinterp warn "
