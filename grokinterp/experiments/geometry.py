@@ -1,6 +1,6 @@
 """The grokking-dynamics write-up's geometric claims, measured on its own 2-layer model (`twolayer`).
 
-`grokinterp repro geometry`: β1 ∈ {0, 0.9} × 3 seeds, checkpoints every 25 steps, the `grad_agreement`
+`grokinterp repro geometry`: β1 ∈ {0, 0.9} × 5 seeds, checkpoints every 25 steps, the `grad_agreement`
 plug-in every 10 steps, trained until 500 steps after grokking (the rank drop compares 500-step windows
 either side of it); each run is replayed with "sharpness" (top Hessian eigenvalue), "spectra" (Fourier) and
 "gradients" (effective rank) on the schedule of `replay_steps`. Per run, the events of

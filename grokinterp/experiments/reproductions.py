@@ -135,13 +135,13 @@ CYCLE_REFERENCE = {"weight_decay=1.0": "period ~150, norm locked to accuracy",
                    "weight_decay=0.25": "collapse to ~0.25, re-grok", "weight_decay=2.0": "hovering, no crashes"}
 CYCLE_SERIES = ("test_acc", "train_acc", "weight_norm_sq")
 
-def _cycle_reproduction(name: str, title: str, claim: str, scale: str, overrides: dict) -> Reproduction:
-    """The post-grokking dynamics sweep: 5 seeds × wd {0.25, 1, 2} of the `fast` preset, 4,000 steps."""
+def _cycle_reproduction(name: str, title: str, claim: str, scale: str, overrides: dict, seeds: int) -> Reproduction:
+    """The post-grokking dynamics sweep: `seeds` seeds × wd {0.25, 1, 2} of the `fast` preset, 4,000 steps."""
     return Reproduction(
         name=name, title=title, claim=claim, scale=scale, reference=CYCLE_REFERENCE, table=cycle_table,
         figures=cycle_figures, series=CYCLE_SERIES,
-        spec=SweepSpec({"optim.weight_decay": [0.25, 1.0, 2.0], "model.seed": list(range(5))}, preset="fast",
-                       overrides={**CYCLE_OVERRIDES, **overrides}))
+        spec=SweepSpec({"optim.weight_decay": [0.25, 1.0, 2.0], "model.seed": list(range(seeds))},
+                       preset="fast", overrides={**CYCLE_OVERRIDES, **overrides}))
 
 
 _register(_cycle_reproduction(
@@ -151,7 +151,7 @@ _register(_cycle_reproduction(
     scale="5 seeds per weight decay of the `fast` preset at β1 0 (the write-up's weight-decay sweep is at β1 0), "
           "4,000 steps with test accuracy every 5 steps (a 150-step period has 30 samples). A cycle counts only "
           "with its test's p < 0.05. The same sweep at the preset's default β1 0.9: cycle_beta09.md.",
-    overrides={"optim.beta1": 0.0}))
+    overrides={"optim.beta1": 0.0}, seeds=5))
 
 _register(_cycle_reproduction(
     "cycle_beta09", f"post-grokking dynamics vs weight decay at β1 0.9 ({DYNAMICS}; the write-up's sweep is at β1 0)",
@@ -159,7 +159,7 @@ _register(_cycle_reproduction(
           "AdamW momentum.",
     scale="5 seeds per weight decay of the `fast` preset at its default β1 0.9, 4,000 steps with test accuracy "
           "every 5 steps. A cycle counts only with its test's p < 0.05. No ledger rows: the claims are read at β1 0.",
-    overrides={}))
+    overrides={}, seeds=5))
 
 _register(Reproduction(
     name="gap",
@@ -258,11 +258,11 @@ _register(Reproduction(
           "after memorization; the effective rank of per-sample gradients drops 30–40 % at grokking; Fourier "
           "features are present by step 700.",
     # seed-major: each seed's two β1 runs train back to back, so a partial sweep already compares them
-    spec=SweepSpec({"model.seed": list(range(3)), "optim.beta1": [0.0, 0.9]}, preset="twolayer",
+    spec=SweepSpec({"model.seed": list(range(5)), "optim.beta1": [0.0, 0.9]}, preset="twolayer",
                    overrides={"train.ckpt_every": 25, "train.state_every": 500, "train.early_stop_after": 500,
                               "plugins.grad_agreement": {"every": 10}}),
     scale="The `twolayer` preset (the write-up's architecture; train fraction and learning rate from "
-          "calibration.md), 3 seeds per β1, each until 500 steps after grokking; checkpoints every 25 steps, "
+          "calibration.md), 5 seeds per β1, each until 500 steps after grokking; checkpoints every 25 steps, "
           "replayed every 25 steps to step 300, every 50 to step 1,000 and every 100 after (top eigenvalue by Lanczos, tol 1e-3; effective rank of 128 per-sample gradients).",
     reference={"spike_factor": "~20x", "decline_step": "~600", "lag": "β1 0: ~0; β1 0.9: ~400",
                "agreement_slope": "rises (> 0)", "mom_cos": "−0.1 to −0.3", "rank_drop": "0.30–0.40",
