@@ -148,10 +148,11 @@ _register(_cycle_reproduction(
     "cycle", f"post-grokking limit cycle, collapses and hovering vs weight decay ({DYNAMICS})",
     claim="At wd 1 accuracy oscillates with a period of ~150 steps and the weight norm is a sinusoid correlated with "
           "it; at wd 0.25 collapses to ~0.25 accuracy and re-grokking; at wd 2 gentle hovering, no crashes.",
-    scale="5 seeds per weight decay of the `fast` preset at β1 0 (the write-up's weight-decay sweep is at β1 0), "
-          "4,000 steps with test accuracy every 5 steps (a 150-step period has 30 samples). A cycle counts only "
-          "with its test's p < 0.05. The same sweep at the preset's default β1 0.9: cycle_beta09.md.",
-    overrides={"optim.beta1": 0.0}, seeds=5))
+    scale="15 seeds per weight decay of the `fast` preset at β1 0 (the write-up's weight-decay sweep, 30 seeds "
+          "per value, is at β1 0), 4,000 steps with test accuracy every 5 steps (a 150-step period has 30 "
+          "samples). A cycle counts only with its test's p < 0.05. The same sweep at the preset's default β1 0.9 "
+          "(5 seeds): cycle_beta09.md.",
+    overrides={"optim.beta1": 0.0}, seeds=15))
 
 _register(_cycle_reproduction(
     "cycle_beta09", f"post-grokking dynamics vs weight decay at β1 0.9 ({DYNAMICS}; the write-up's sweep is at β1 0)",
