@@ -135,24 +135,30 @@ CYCLE_REFERENCE = {"weight_decay=1.0": "period ~150, norm locked to accuracy",
                    "weight_decay=0.25": "collapse to ~0.25, re-grok", "weight_decay=2.0": "hovering, no crashes"}
 CYCLE_SERIES = ("test_acc", "train_acc", "weight_norm_sq")
 
-def _cycle_reproduction(name: str, title: str, claim: str, scale: str, overrides: dict, seeds: int) -> Reproduction:
-    """The post-grokking dynamics sweep: `seeds` seeds × wd {0.25, 1, 2} of the `fast` preset, 4,000 steps."""
+def _cycle_reproduction(name: str, title: str, claim: str, scale: str, overrides: dict, seeds: int,
+                        wd1_seeds: int | None = None) -> Reproduction:
+    """The post-grokking dynamics sweep: `seeds` seeds × wd {0.25, 1, 2} of the `fast` preset, 4,000 steps, and
+    wd 1 (where the limit cycle is claimed) up to `wd1_seeds` seeds."""
+    overrides = {**CYCLE_OVERRIDES, **overrides}
+    more = range(seeds, wd1_seeds or seeds)
     return Reproduction(
         name=name, title=title, claim=claim, scale=scale, reference=CYCLE_REFERENCE, table=cycle_table,
         figures=cycle_figures, series=CYCLE_SERIES,
         spec=SweepSpec({"optim.weight_decay": [0.25, 1.0, 2.0], "model.seed": list(range(seeds))},
-                       preset="fast", overrides={**CYCLE_OVERRIDES, **overrides}))
+                       preset="fast", overrides=overrides),
+        parts=(SweepSpec({"optim.weight_decay": [1.0], "model.seed": list(more)}, preset="fast",
+                         overrides=overrides),) if more else ())
 
 
 _register(_cycle_reproduction(
     "cycle", f"post-grokking limit cycle, collapses and hovering vs weight decay ({DYNAMICS})",
     claim="At wd 1 accuracy oscillates with a period of ~150 steps and the weight norm is a sinusoid correlated with "
           "it; at wd 0.25 collapses to ~0.25 accuracy and re-grokking; at wd 2 gentle hovering, no crashes.",
-    scale="15 seeds per weight decay of the `fast` preset at β1 0 (the write-up's weight-decay sweep, 30 seeds "
-          "per value, is at β1 0), 4,000 steps with test accuracy every 5 steps (a 150-step period has 30 "
-          "samples). A cycle counts only with its test's p < 0.05. The same sweep at the preset's default β1 0.9 "
-          "(5 seeds): cycle_beta09.md.",
-    overrides={"optim.beta1": 0.0}, seeds=15))
+    scale="30 seeds at wd 1, where the limit cycle is claimed, and 15 at wd 0.25 and 2, of the `fast` preset at "
+          "β1 0 (the write-up's weight-decay sweep, 30 seeds per value, is at β1 0), 4,000 steps with test "
+          "accuracy every 5 steps (a 150-step period has 30 samples). A cycle counts only with its test's "
+          "p < 0.05. The same sweep at the preset's default β1 0.9 (5 seeds): cycle_beta09.md.",
+    overrides={"optim.beta1": 0.0}, seeds=15, wd1_seeds=30))
 
 _register(_cycle_reproduction(
     "cycle_beta09", f"post-grokking dynamics vs weight decay at β1 0.9 ({DYNAMICS}; the write-up's sweep is at β1 0)",
