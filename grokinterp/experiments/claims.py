@@ -389,7 +389,7 @@ CLAIMS: list[Claim] = [
           single("grokking_step", arm="baseline"), "`nanda` preset, 1 seed as in the source", digits=0),
     *[Claim(f"stencil-{label}", STENCIL, f"the stencil {offsets} speeds grokking up {x:.2f}x",
             around(x, f"{x:.2f}x", rel=0.1), f"median baseline grokking step ÷ stencil {offsets}", "stencil_seeds",
-            speedup(label), "`quick` preset, 5 seeds per arm (the `nanda` single runs: stencil.md)", n_min=5)
+            speedup(label), "`quick` preset, 10 seeds per arm (the `nanda` single runs: stencil.md)", n_min=5)
       for label, offsets, x in (("stencil_-1_0_+1", "[-1,0,+1]", 3.00), ("stencil_0", "[0]", 2.55),
                                 ("stencil_-1", "[-1]", 1.52), ("stencil_-1_+1", "[-1,+1]", 3.08),
                                 ("stencil_-1_0", "[-1,0]", 2.88))],

@@ -77,9 +77,9 @@ _register(Reproduction(
     title=f"probe stencil ablation with error bars ({STENCIL_DOC})",
     claim="The stencil speeds grokking up: [-1,0,+1] 3.00x, k=0 2.55x, k=-1 1.52x, [-1,+1] 3.08x (the fastest "
           "pair), [-1,0] 2.88x (one run per arm in the source).",
-    spec=SweepSpec({"model.seed": list(range(5))}, preset="quick", overrides={"train.early_stop_after": 100},
+    spec=SweepSpec({"model.seed": list(range(10))}, preset="quick", overrides={"train.early_stop_after": 100},
                    arms=_stencil_arms()),
-    scale="5 seeds (model init) per arm of the `quick` preset (p 59, 1 layer, 40% train, lr 3e-3; a run takes "
+    scale="10 seeds (model init) per arm of the `quick` preset (p 59, 1 layer, 40% train, lr 3e-3; a run takes "
           "1-3 minutes on one thread here) instead of one `nanda` run per arm; λ 0.1, mean reduction.",
     reference={k: v.split(" ")[-1].strip("()") for k, v in STENCIL_REFERENCE.items()},
     table=speedup_ci_table,
