@@ -53,8 +53,9 @@ def _window_table(run: WarnRun) -> tuple[list[str], list[list]]:
     return ["step", *kept], [[int(s), *(values.get(s) for values in kept.values())] for s in steps]
 
 
-def write_warn_data(result: WarnResult, data_dir: Path, command: str) -> None:
-    """Write `data_dir` (see the module docstring) from a benchmark computed over run directories."""
+def write_warn_data(result: WarnResult, data_dir: Path, command: str) -> WarnResult:
+    """Write `data_dir` (see the module docstring) from a benchmark computed over run directories; returns the
+    benchmark as read back from it, what a page must be written from so that `--doc-only` rewrites it exactly."""
     from ...sweep import available_cores
     from ..repro_data import write_json, write_rows
     from ._report import ALARM_DATA_COLUMNS, DELAY_DATA_COLUMNS, alarm_rows, delay_rows
@@ -83,30 +84,37 @@ def write_warn_data(result: WarnResult, data_dir: Path, command: str) -> None:
         "matched_controls": result.matched_controls, "differences": result.differences,
         "scored": {role: sum(r.role == role for r in result.runs) for role in SCORED_ROLES},
         "machine": f"{platform.machine()} CPU, {available_cores()} cores"})
+    return load_warn_result(data_dir)
 
 
 def _number(text: str, kind=float):
     return None if text == "" else kind(float(text))
 
 
-def _read_csv(path: Path) -> list[dict]:
+def _text(path: Path) -> str:
     if not path.is_file():
         raise ConfigError(f"{path} is missing: the alarm benchmark's data is incomplete; rerun `grokinterp warn "
                           f"SWEEP_DIR ... --data-dir {path.parent}` (see the Makefile's repro-warn)")
-    return list(csv.DictReader(io.StringIO(path.read_text())))
+    return path.read_text()
+
+
+def _read_csv(path: Path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(_text(path))))
 
 
 def _read_signals(path: Path, run: WarnRun) -> dict[str, RunSignal]:
-    rows = _read_csv(path)
-    missing = [rule.name for rule in ALARM_RULES if rows and rule.name not in rows[0]]
+    from ..repro_data import read_columns
+
+    columns = read_columns(_text(path))
+    missing = [rule.name for rule in ALARM_RULES if columns and rule.name not in columns]
     if missing:
         raise ConfigError(f"{path} has no column for {missing}; rerun `grokinterp warn ... --data-dir`")
     out = {}
     for rule in ALARM_RULES:
-        pairs = [(int(row["step"]), float(row[rule.name])) for row in rows if row[rule.name] != ""]
-        steps = np.array([s for s, _ in pairs], dtype=np.int64)
-        values = np.array([v for _, v in pairs], dtype=np.float64)
-        out[rule.name] = RunSignal(run.name, steps, values, run.memorization_step, run.grokking_step)
+        values = columns.get(rule.name, np.array([]))
+        kept = np.isfinite(values)  # an empty cell: the rule has no sample at that step
+        out[rule.name] = RunSignal(run.name, columns.get("step", np.array([]))[kept].astype(np.int64), values[kept],
+                                   run.memorization_step, run.grokking_step)
     return out
 
 

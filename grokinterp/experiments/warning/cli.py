@@ -56,7 +56,7 @@ def add_warn_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_warn_command(args, argv: list[str] | None = None) -> int:
     """Carry out `grokinterp warn`; returns 0 (ConfigError: the caller exits 2)."""
-    from ._data import load_warn_result, write_warn_data
+    from ._data import write_warn_data
     from ._sweep import DEFAULT_CONTROLS, warn_sweep
 
     if args.workers < 1 or args.stride < 1:
@@ -73,8 +73,7 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
                           "page from the committed data")
     data_dir = args.data_dir or (DATA_DIR if args.doc_only else None)
     if args.doc_only:
-        result = load_warn_result(data_dir)
-        command = json.loads((data_dir / "sweep.json").read_text())["written_by"]
+        result, command = _committed(data_dir)
     else:
         missing = [str(s) for s in args.sweeps if not s.is_dir()]
         if missing:
@@ -83,11 +82,18 @@ def run_warn_command(args, argv: list[str] | None = None) -> int:
                             stride=args.stride, progress=not args.no_progress, matched_controls=args.matched_controls)
         command = "grokinterp " + shlex.join(argv) if argv is not None else "grokinterp warn"
         if data_dir is not None:  # the page is written from the data as read back, so --doc-only rewrites it exactly
-            write_warn_data(result, data_dir, command)
-            result = load_warn_result(data_dir)
+            result = write_warn_data(result, data_dir, command)
     path = _write_page(result, data_dir, args.out, figure, command)
     print(f"alarm benchmark written to {path} (figure {figure})", file=sys.stdout)
     return 0
+
+
+def _committed(data_dir: Path):
+    """The benchmark rebuilt from committed data, and the command that wrote that data."""
+    from ._data import load_warn_result
+
+    result = load_warn_result(data_dir)  # checks sweep.json is there and parses
+    return result, json.loads((data_dir / "sweep.json").read_text())["written_by"]
 
 
 def _write_page(result, data_dir: Path | None, out: Path, figure: Path, command: str, write_figure: bool = True) -> Path:
@@ -115,7 +121,7 @@ def run_warn_reproduction(args) -> Path:
     the random-table controls at wd 1, and writes the data and the page; --export-only trains nothing,
     --doc-only reads only the committed data."""
     from ...sweep import SweepSpec, run_sweep
-    from ._data import load_warn_result, write_warn_data
+    from ._data import write_warn_data
     from ._sweep import warn_sweep
 
     if args.seeds is not None:
@@ -125,8 +131,7 @@ def run_warn_reproduction(args) -> Path:
     out = Path(args.docs_dir) / "warn.md"
     figure, write_figure = out.with_name("warn_lead_times.svg"), not args.no_figures
     if args.doc_only:
-        result = load_warn_result(data_dir)
-        command = json.loads((data_dir / "sweep.json").read_text())["written_by"]
+        result, command = _committed(data_dir)
         return _write_page(result, data_dir, out, figure, command, write_figure)
     sweep_dir = args.out or Path("checkpoints/repro_warn")
     dirs = [sweep_dir.with_name(sweep_dir.name + suffix) for suffix in SPECS]
@@ -139,5 +144,4 @@ def run_warn_reproduction(args) -> Path:
     result = warn_sweep(dirs, controls=["optim.weight_decay=0"], matched_controls=["task.op=random"],
                         workers=args.workers or 1, progress=not args.no_progress)
     command = f"grokinterp repro warn --out {sweep_dir}" + (" --export-only" if args.export_only else "")
-    write_warn_data(result, data_dir, command)
-    return _write_page(load_warn_result(data_dir), data_dir, out, figure, command, write_figure)
+    return _write_page(write_warn_data(result, data_dir, command), data_dir, out, figure, command, write_figure)
